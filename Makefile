@@ -1,0 +1,37 @@
+# phenoface: two commands.
+#   make demo   run the workflow on a small embedded demo (portraits shipped in registry packages)
+#   make test   snakefmt --check, snakemake --lint and pytest
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+
+.PHONY: demo test venv lint clean-demo
+
+venv: $(STAMP)
+
+# Create or refresh the virtual environment from the pinned lock.
+$(STAMP): requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	touch $@
+
+demo/config.yaml: $(STAMP) workflow/scripts/make_demo_sheets.py
+	$(BIN)/python workflow/scripts/make_demo_sheets.py demo
+
+demo: $(STAMP) demo/config.yaml
+	$(BIN)/snakemake -s $(CURDIR)/Snakefile -d demo --configfile demo/config.yaml --cores $(CORES)
+	@echo "demo results in demo/results (QC table: demo/results/qc/preprocess.tsv)"
+
+lint: $(STAMP) demo/config.yaml
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake -s $(CURDIR)/Snakefile -d demo --configfile demo/config.yaml --lint
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean-demo:
+	rm -rf demo

@@ -1,0 +1,26 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/sampling.smk"
+include: "workflow/rules/features.smk"
+
+
+localrules:
+    all,
+    fetch_mediapipe_models,
+
+
+rule all:
+    input:
+        get_final_targets(),

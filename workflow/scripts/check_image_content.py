@@ -1,0 +1,40 @@
+"""Snakemake entry: hash every listed image and stop on duplicate content."""
+
+import logging
+
+import pandas as pd
+
+from phenoface.errors import PhenofaceError
+from phenoface.io import write_table
+from phenoface.runtime import setup_logging
+from phenoface.sheets import file_sha256, find_duplicate_content, read_sheet
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    table = pd.concat(
+        [
+            read_sheet(snakemake.input.cases, "cases", check_files=False),
+            read_sheet(snakemake.input.pool, "pool", check_files=False),
+        ],
+        ignore_index=True,
+    )
+    digests = []
+    for row in table.itertuples():
+        try:
+            digests.append(file_sha256(row.path))
+        except OSError as error:
+            raise PhenofaceError(
+                f"{row.sheet} sheet row {row.row}, column image: cannot read {row.path} ({error}). "
+                "Fix the path or the file's permissions."
+            ) from None
+    find_duplicate_content(table, digests)
+    logging.info("%d images, all with distinct content", len(table))
+    write_table(
+        snakemake.output.table,
+        table[["image_id", "sheet", "row", "path"]].assign(sha256=digests),
+    )
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)

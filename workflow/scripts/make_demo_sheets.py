@@ -1,0 +1,98 @@
+"""Build the embedded demo: images, two sample sheets and a config, in one folder.
+
+The demo needs no data of its own: it uses portraits that ship inside
+registry packages (scikit-image's ``astronaut``, matplotlib's
+``grace_hopper``) and non-face pictures (scikit-image's ``chelsea`` cat and
+``coffee``), plus simple variants of the portraits (mirror, small rotation,
+crop, brightness) so each sheet has a few rows. The ages are illustrative,
+not the sitters' ages. Usage::
+
+    python workflow/scripts/make_demo_sheets.py DEMO_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from phenoface.io import write_text  # noqa: E402
+
+
+def portrait_variants(image: Image.Image) -> dict[str, Image.Image]:
+    """A few plausible re-takes of one portrait."""
+    width, height = image.size
+    return {
+        "orig": image,
+        "mirror": image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        "rot5": image.rotate(5, resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0)),
+        "rotm5": image.rotate(-5, resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0)),
+        "crop": image.crop((width // 12, height // 12, width - width // 12, height - height // 12)),
+        "bright": ImageEnhance.Brightness(image).enhance(1.2),
+    }
+
+
+def source_images() -> dict[str, Image.Image]:
+    """The package-shipped pictures the demo is made from."""
+    import matplotlib.cbook
+    import skimage.data
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
+        hopper = Image.open(handle).convert("RGB")
+    return {
+        "astronaut": Image.fromarray(skimage.data.astronaut()),
+        "hopper": hopper,
+        "cat": Image.fromarray(skimage.data.chelsea()),
+        "coffee": Image.fromarray(skimage.data.coffee()),
+    }
+
+
+def make_demo(out_dir: Path) -> Path:
+    """Write demo images, ``cases.csv``, ``pool.csv`` and ``config.yaml``; return the config path."""
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    sources = source_images()
+    cases, pool = ["image,age,sex,subject_id"], ["image,age,sex,subject_id"]
+    for index, (name, variant) in enumerate(portrait_variants(sources["astronaut"]).items()):
+        file = f"astronaut_{name}.jpg"
+        variant.save(images_dir / file, quality=92)
+        cases.append(f"images/{file},{44 + index % 3},F,")
+    for index, (name, variant) in enumerate(portrait_variants(sources["hopper"]).items()):
+        file = f"hopper_{name}.jpg"
+        variant.save(images_dir / file, quality=92)
+        pool.append(f"images/{file},{43 + index % 4},F,")
+    for name in ("cat", "coffee"):
+        file = f"{name}.png"
+        sources[name].save(images_dir / file)
+        pool.append(f"images/{file},45,,")
+    write_text(out_dir / "cases.csv", "\n".join(cases) + "\n")
+    write_text(out_dir / "pool.csv", "\n".join(pool) + "\n")
+    config = out_dir / "config.yaml"
+    write_text(
+        config,
+        "# Demo configuration (see config/config.yaml for every key).\n"
+        "cases: cases.csv\n"
+        "reference_pool: pool.csv\n"
+        "seed: 42\n"
+        "preprocess:\n  shard_size: 4\n  contact_sheet_size: 12\n"
+        "sampling:\n  allow_shortfall: true\n",
+    )
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path, help="folder to create the demo in")
+    args = parser.parse_args(argv)
+    config = make_demo(args.out_dir)
+    print(f"demo written: {config}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Loading images and turning each into an aligned face chip (the paper's Figure 1).
+
+Pipeline per image: robust load → dlib HOG detection (with edge padding and
+upsampling) → 68 landmarks → ``dlib.get_face_chip_details(shape, size, padding)``
+→ the upright aligned chip that dlib's recognition ResNet expects, with the
+landmarks mapped into chip coordinates.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+#: Every status an image can end in (one per image, in results/qc/preprocess.tsv).
+STATUSES = {
+    "ok": "aligned, masked chip written",
+    "unreadable": "file empty, truncated, corrupt or not an image",
+    "no_face": "the HOG detector found no face",
+    "too_small": "the best face is smaller than preprocess.min_face_size",
+    "multiple_faces": "several faces and preprocess.multi_face is reject",
+    "error": "an unexpected failure on this image (see detail and the log)",
+    "not_needed": "pool row never preprocessed: not needed as a control candidate",
+}
+
+#: Background that transparent pixels are flattened onto (fixed, so results
+#: never depend on the hidden colour of transparent pixels).
+ALPHA_BACKGROUND = (128, 128, 128)
+
+LEFT_EYE = slice(36, 42)  # subject's right eye, image left
+RIGHT_EYE = slice(42, 48)
+
+
+class UnreadableImage(Exception):
+    """The file cannot be decoded into a complete image."""
+
+
+@dataclass
+class FaceResult:
+    """Outcome of preprocessing one image (chip and landmarks only when ``status == 'ok'``)."""
+
+    status: str
+    detail: str = ""
+    n_faces: int = 0
+    det_score: float = math.nan
+    image_size: tuple[int, int] = (0, 0)
+    image_format: str = ""
+    face_rect: tuple[float, float, float, float] | None = None
+    chip: np.ndarray | None = None
+    chip_landmarks: np.ndarray | None = None
+    image_landmarks: np.ndarray | None = None
+    chip_transform: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def load_rgb(path: str | Path) -> tuple[np.ndarray, str]:
+    """Load an image file as an RGB uint8 array, whatever its format.
+
+    The format comes from the content, not the extension; EXIF orientation is
+    applied; grayscale, palette, 16-bit, alpha and CMYK become RGB (alpha is
+    flattened onto :data:`ALPHA_BACKGROUND`). Truncated or corrupt files raise
+    :class:`UnreadableImage` (Pillow's ``LOAD_TRUNCATED_IMAGES`` is never set).
+
+    Returns
+    -------
+    rgb : numpy.ndarray
+        (H, W, 3) uint8.
+    image_format : str
+        Pillow's format name (``JPEG``, ``PNG``, ...).
+    """
+    data = Path(path).read_bytes()
+    if not data:
+        raise UnreadableImage("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image_format = image.format or "unknown"
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except Exception as error:  # Pillow raises many types for bad files
+        raise UnreadableImage(f"cannot decode: {type(error).__name__}: {error}") from None
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = array.max() if array.max() > 0 else 1.0
+        image = Image.fromarray((array / top * 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
+        image = Image.alpha_composite(background, rgba)
+    rgb = np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 1:
+        raise UnreadableImage(f"unexpected decoded shape {rgb.shape}")
+    return rgb, image_format
+
+
+def chip_transform(details) -> np.ndarray:
+    """2x3 affine matrix mapping image coordinates into the chip of ``details``.
+
+    Mirrors dlib's ``get_mapping_to_chip``: the chip rectangle's top-left,
+    bottom-left and bottom-right corners, rotated by ``details.angle`` about
+    the rectangle's centre, go to (0, 0), (0, rows-1) and (cols-1, rows-1).
+    """
+    rect = details.rect
+    cx = (rect.left() + rect.right()) / 2.0
+    cy = (rect.top() + rect.bottom()) / 2.0
+    cos_a, sin_a = math.cos(details.angle), math.sin(details.angle)
+
+    def rotate(x: float, y: float) -> tuple[float, float]:
+        dx, dy = x - cx, y - cy
+        return cx + cos_a * dx - sin_a * dy, cy + sin_a * dx + cos_a * dy
+
+    source = np.float32(
+        [
+            rotate(rect.left(), rect.top()),
+            rotate(rect.left(), rect.bottom()),
+            rotate(rect.right(), rect.bottom()),
+        ]
+    )
+    target = np.float32([[0, 0], [0, details.rows - 1], [details.cols - 1, details.rows - 1]])
+    return cv2.getAffineTransform(source, target).astype(np.float64)
+
+
+def apply_affine(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine transform to (N, 2) points."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ transform[:, :2].T + transform[:, 2]
+
+
+def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the two eyes (mean of dlib points 36-41 and 42-47)."""
+    return landmarks[LEFT_EYE].mean(axis=0), landmarks[RIGHT_EYE].mean(axis=0)
+
+
+class FacePreprocessor:
+    """Detects, landmarks and aligns faces; loads dlib's models once.
+
+    Parameters
+    ----------
+    landmark_model : path-like
+        ``shape_predictor_68_face_landmarks.dat``.
+    upsample : int
+        HOG detector upsampling (1 finds faces down to about 40 px).
+    pad_fraction : float
+        Edge padding added on every side before detection, as a fraction of
+        the image's longer side (tight crops such as UTKFace need it).
+    min_face_size : int
+        Faces narrower than this (original pixels) are ``too_small``.
+    multi_face : {"keep_best", "reject"}
+        What to do with several faces.
+    chip_size, chip_padding : int, float
+        Arguments of ``dlib.get_face_chip_details``.
+    level_eyes : bool
+        dlib fits its chip to all 68 landmarks, which leaves the eye centres
+        up to ~5 px apart in height; when true the chip is turned about its
+        centre by that residual angle (a few degrees at most) so the eyes
+        are level. Scale and centre stay dlib's.
+    """
+
+    def __init__(
+        self,
+        landmark_model: str | Path,
+        upsample: int = 1,
+        pad_fraction: float = 0.25,
+        min_face_size: int = 50,
+        multi_face: str = "keep_best",
+        chip_size: int = 150,
+        chip_padding: float = 0.25,
+        level_eyes: bool = True,
+    ) -> None:
+        import dlib
+
+        if multi_face not in ("keep_best", "reject"):
+            raise ValueError(f"multi_face must be keep_best or reject, got {multi_face!r}")
+        self._dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(landmark_model))
+        self.upsample = upsample
+        self.pad_fraction = pad_fraction
+        self.min_face_size = min_face_size
+        self.multi_face = multi_face
+        self.chip_size = chip_size
+        self.chip_padding = chip_padding
+        self.level_eyes = level_eyes
+
+    def process_file(self, path: str | Path) -> FaceResult:
+        """Load and process one image file; never raises for a bad image."""
+        try:
+            rgb, image_format = load_rgb(path)
+        except UnreadableImage as error:
+            return FaceResult(status="unreadable", detail=str(error))
+        except OSError as error:
+            return FaceResult(status="unreadable", detail=f"cannot read file: {error}")
+        result = self.process_array(rgb)
+        result.image_format = image_format
+        return result
+
+    def process_array(self, rgb: np.ndarray) -> FaceResult:
+        """Detect, landmark and align the face in an RGB uint8 array."""
+        dlib = self._dlib
+        height, width = rgb.shape[:2]
+        pad = int(round(self.pad_fraction * max(height, width)))
+        padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        rects, scores, _ = self.detector.run(padded, self.upsample, 0.0)
+        size = (width, height)
+        if len(rects) == 0:
+            return FaceResult(status="no_face", detail="HOG detector found no face", image_size=size)
+        order = np.argsort(scores)[::-1]
+        best = rects[int(order[0])]
+        score = float(scores[int(order[0])])
+        n_faces = len(rects)
+        rect_xywh = (best.left() - pad, best.top() - pad, best.width(), best.height())
+        common = dict(n_faces=n_faces, det_score=score, image_size=size, face_rect=rect_xywh)
+        if n_faces > 1 and self.multi_face == "reject":
+            return FaceResult(
+                status="multiple_faces",
+                detail=f"{n_faces} faces found and preprocess.multi_face is reject",
+                **common,
+            )
+        if best.width() < self.min_face_size:
+            return FaceResult(
+                status="too_small",
+                detail=f"face {best.width()} px wide < preprocess.min_face_size {self.min_face_size}",
+                **common,
+            )
+        shape = self.predictor(padded, best)
+        landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        details = dlib.get_face_chip_details(shape, size=self.chip_size, padding=self.chip_padding)
+        if self.level_eyes:
+            details = self._levelled(details, landmarks)
+        chip = np.ascontiguousarray(dlib.extract_image_chip(padded, details), dtype=np.uint8)
+        transform = chip_transform(details)
+        chip_landmarks = apply_affine(transform, landmarks)
+        # Express the landmarks and the transform in original (unpadded) coordinates.
+        image_landmarks = landmarks - pad
+        shift = np.array([[1.0, 0.0, pad], [0.0, 1.0, pad], [0.0, 0.0, 1.0]])
+        original_transform = transform @ shift
+        detail = f"{n_faces} faces found; kept the highest-scoring" if n_faces > 1 else ""
+        return FaceResult(
+            status="ok",
+            detail=detail,
+            chip=chip,
+            chip_landmarks=chip_landmarks,
+            image_landmarks=image_landmarks,
+            chip_transform=original_transform,
+            **common,
+        )
+
+    def _levelled(self, details, landmarks: np.ndarray):
+        """Chip details turned about the chip centre so the eye centres are level."""
+        left, right = eye_centres(apply_affine(chip_transform(details), landmarks))
+        residual = math.atan2(right[1] - left[1], right[0] - left[0])
+        dims = self._dlib.chip_dims(details.rows, details.cols)
+        return self._dlib.chip_details(details.rect, dims, details.angle + residual)

@@ -1,0 +1,56 @@
+"""Logging, seeding and device reporting shared by every entry script."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
+    """Send log records to ``log_path`` (if given) and to stderr."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
+    logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
+
+
+def make_rng(seed: int) -> np.random.Generator:
+    """Return the seeded generator all randomness in a step must come from.
+
+    Also seeds Python's and (when imported) Keras' global generators so that
+    library code that uses them is reproducible too.
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    import sys
+
+    if "keras" in sys.modules:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def describe_device() -> str:
+    """One line naming the Keras backend and the accelerator it will use."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        return f"keras backend jax, devices: {', '.join(str(d) for d in devices)}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"keras backend tensorflow, GPUs: {len(gpus)} ({'GPU' if gpus else 'CPU only'})"
+    return f"keras backend {backend}"

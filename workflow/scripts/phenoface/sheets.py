@@ -1,0 +1,219 @@
+"""Reading and validating sample sheets.
+
+A sheet is a CSV with columns ``image`` (path relative to the sheet's folder,
+or absolute), ``age`` (integer years), ``sex`` (``M``/``F``; may be empty in a
+reference pool) and optionally ``subject_id``. Other columns are kept.
+
+Every problem a user can cause raises :class:`PhenofaceError` naming the
+sheet, the row (as the line number a spreadsheet shows, header = line 1),
+the column and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import PhenofaceError
+
+REQUIRED_COLUMNS = ("image", "age", "sex")
+SEX_CODES = ("M", "F")
+MAX_AGE = 130
+SHEET_KINDS = ("cases", "pool")
+
+
+def _line(index: int) -> int:
+    """Spreadsheet line number of a 0-based data row (the header is line 1)."""
+    return index + 2
+
+
+def image_id_for(sheet_kind: str, image: str) -> str:
+    """Stable, wildcard-safe identifier of one sheet row's image.
+
+    Built from the file stem (ASCII letters, digits, ``_``; at most 40
+    characters) and 8 hex digits of a hash of the sheet kind and the path
+    as written, so it survives reordering rows and moving sheet and images
+    together, and two sheets never share an id.
+    """
+    stem = Path(image).stem
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_")[:40] or "img"
+    digest = hashlib.sha1(f"{sheet_kind}\0{image}".encode("utf-8")).hexdigest()[:8]
+    return f"{slug}-{digest}"
+
+
+def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = True) -> pd.DataFrame:
+    """Read and validate one sample sheet.
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV sheet.
+    sheet_kind : {"cases", "pool"}
+        Cases must have a sex for every row; a pool may leave it empty.
+    check_files : bool
+        Check that every image file exists and is a readable file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The sheet's columns plus ``image_id``, ``sheet`` (the kind),
+        ``path`` (absolute image path), ``row`` (spreadsheet line number);
+        ``age`` as int, ``sex`` as ``M``/``F``/empty string,
+        ``subject_id`` as string (empty when absent).
+    """
+    if sheet_kind not in SHEET_KINDS:
+        raise ValueError(f"sheet_kind must be one of {SHEET_KINDS}, got {sheet_kind!r}")
+    sheet_path = Path(path)
+    label = f"{sheet_kind} sheet {sheet_path}"
+    if not sheet_path.is_file():
+        raise PhenofaceError(
+            f"{label}: file not found. Set `{'cases' if sheet_kind == 'cases' else 'reference_pool'}` "
+            "in config/config.yaml to an existing CSV sheet."
+        )
+    try:
+        table = pd.read_csv(sheet_path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise PhenofaceError(f"{label}: not UTF-8 text ({error}). Save the sheet as UTF-8 CSV.") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise PhenofaceError(f"{label}: cannot be read as CSV ({error}). Fix the CSV syntax.") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise PhenofaceError(
+            f"{label}: missing column(s) {', '.join(missing)}; found {', '.join(table.columns)}. "
+            "A sheet needs the columns image, age, sex (and optionally subject_id)."
+        )
+    if table.empty:
+        raise PhenofaceError(f"{label}: has a header but no rows. Add at least one image row.")
+    if "subject_id" not in table.columns:
+        table["subject_id"] = ""
+    reserved = [c for c in ("image_id", "sheet", "path", "row") if c in table.columns]
+    if reserved:
+        raise PhenofaceError(
+            f"{label}: column(s) {', '.join(reserved)} are reserved for phenoface; rename them."
+        )
+
+    base = sheet_path.resolve().parent
+    ages: list[int] = []
+    sexes: list[str] = []
+    paths: list[str] = []
+    for index in range(len(table)):
+        line = _line(index)
+        image = str(table.at[index, "image"]).strip()
+        if not image:
+            raise PhenofaceError(f"{label}, row {line}, column image: empty. Give the image's path.")
+        age_text = str(table.at[index, "age"]).strip()
+        try:
+            age_value = float(age_text)
+        except ValueError:
+            age_value = math.nan
+        if not math.isfinite(age_value) or age_value != int(age_value) or not 0 <= age_value <= MAX_AGE:
+            raise PhenofaceError(
+                f"{label}, row {line}, column age: {age_text!r} is not an integer number of years "
+                f"between 0 and {MAX_AGE}. Fix or remove the row."
+            )
+        sex = str(table.at[index, "sex"]).strip().upper()
+        if sex not in SEX_CODES and not (sex == "" and sheet_kind == "pool"):
+            allowed = "M or F" if sheet_kind == "cases" else "M, F or empty"
+            raise PhenofaceError(
+                f"{label}, row {line}, column sex: unknown code {table.at[index, 'sex']!r}. Use {allowed}."
+            )
+        image_path = Path(image)
+        if not image_path.is_absolute():
+            image_path = base / image_path
+        if check_files and not image_path.is_file():
+            raise PhenofaceError(
+                f"{label}, row {line}, column image: file {image_path} not found. "
+                "Paths are relative to the sheet's folder; fix the path or remove the row."
+            )
+        if check_files and not os.access(image_path, os.R_OK):
+            raise PhenofaceError(
+                f"{label}, row {line}, column image: file {image_path} is not readable. Fix its permissions."
+            )
+        ages.append(int(age_value))
+        sexes.append(sex)
+        paths.append(str(image_path))
+
+    table["image"] = table["image"].str.strip()
+    table["age"] = ages
+    table["sex"] = sexes
+    table["subject_id"] = table["subject_id"].astype(str).str.strip()
+    table["path"] = paths
+    table["sheet"] = sheet_kind
+    table["row"] = [_line(i) for i in range(len(table))]
+    table["image_id"] = [image_id_for(sheet_kind, image) for image in table["image"]]
+
+    duplicated = table["path"].duplicated(keep=False)
+    if duplicated.any():
+        first_path = table.loc[duplicated, "path"].iloc[0]
+        lines = table.loc[table["path"] == first_path, "row"].tolist()
+        raise PhenofaceError(
+            f"{label}: rows {', '.join(map(str, lines))}, column image: the same image {first_path} "
+            "is listed more than once. Keep one row per image."
+        )
+    columns = ["image_id", "sheet", "row", "image", "path", "age", "sex", "subject_id"]
+    return table[columns + [c for c in table.columns if c not in columns]]
+
+
+def check_sheets_disjoint(cases: pd.DataFrame, pool: pd.DataFrame) -> None:
+    """Raise if one image file is listed in both sheets."""
+    shared = set(cases["path"]) & set(pool["path"])
+    if shared:
+        path = sorted(shared)[0]
+        case_row = int(cases.loc[cases["path"] == path, "row"].iloc[0])
+        pool_row = int(pool.loc[pool["path"] == path, "row"].iloc[0])
+        raise PhenofaceError(
+            f"image {path} is in the cases sheet (row {case_row}) and in the reference pool "
+            f"(row {pool_row}), column image. An image can be a case or a control, not both: "
+            f"remove it from one sheet ({len(shared)} such image(s) in all)."
+        )
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_duplicate_content(table: pd.DataFrame, digests: list[str]) -> None:
+    """Raise if two rows (of any sheet) hold byte-identical images.
+
+    ``table`` has ``sheet``, ``row``, ``path``; ``digests`` is aligned with it.
+    """
+    seen: dict[str, int] = {}
+    for position, digest in enumerate(digests):
+        if digest in seen:
+            first = table.iloc[seen[digest]]
+            second = table.iloc[position]
+            raise PhenofaceError(
+                f"{second['sheet']} sheet row {second['row']} (column image, {second['path']}) has the same "
+                f"image content as {first['sheet']} sheet row {first['row']} ({first['path']}). "
+                "The same picture must not be counted twice: remove one of the rows."
+            )
+        seen[digest] = position
+
+
+def assign_shards(image_ids: list[str], shard_size: int) -> list[int]:
+    """Shard index of each image: a hash of its id into a power-of-two count.
+
+    Membership depends only on the image's own id and the shard count, so
+    adding, changing or removing one image touches only its own shard. The
+    count (``2**ceil(log2(n / shard_size))``) changes only when the sheet
+    doubles or halves in size, which re-partitions once.
+    """
+    n_shards = n_shards_for(len(image_ids), shard_size)
+    return [int(hashlib.sha1(i.encode()).hexdigest()[:8], 16) % n_shards for i in image_ids]
+
+
+def n_shards_for(n_images: int, shard_size: int) -> int:
+    """Power-of-two shard count giving about ``shard_size`` images per shard."""
+    wanted = max(1, math.ceil(n_images / max(1, shard_size)))
+    return 1 << math.ceil(math.log2(wanted))
