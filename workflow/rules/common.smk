@@ -10,7 +10,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from phenoface.errors import PhenofaceError
 from phenoface.sheets import assign_shards, check_sheets_disjoint, read_sheet
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 
@@ -30,7 +29,9 @@ def load_sheets():
         raise WorkflowError(str(error)) from None
     cases["shard"] = [
         f"{s:04d}"
-        for s in assign_shards(list(cases["image_id"]), config["preprocess"]["shard_size"])
+        for s in assign_shards(
+            list(cases["image_id"]), config["preprocess"]["shard_size"]
+        )
     ]
     return cases, pool
 
@@ -84,7 +85,9 @@ def get_pool_rounds(last=None):
 def get_shard_members(wildcards):
     """Rows (image_id, sheet, path) of one preprocessing shard."""
     if wildcards.batch == "cases":
-        members = CASES.loc[CASES["shard"] == wildcards.shard, ["image_id", "sheet", "path"]]
+        members = CASES.loc[
+            CASES["shard"] == wildcards.shard, ["image_id", "sheet", "path"]
+        ]
     else:
         candidates = read_candidates(int(wildcards.batch.removeprefix("pool_r")))
         ids = candidates.loc[candidates["shard"] == wildcards.shard, "image_id"]
@@ -100,7 +103,8 @@ def get_shard_images(wildcards):
 def shard_paths(pattern):
     """``pattern`` formatted for every shard of the cases and of each pool round."""
     paths = [
-        pattern.format(batch="cases", shard=shard) for shard in sorted(CASES["shard"].unique())
+        pattern.format(batch="cases", shard=shard)
+        for shard in sorted(CASES["shard"].unique())
     ]
     for round_, candidates in get_pool_rounds():
         for shard in sorted(candidates["shard"].unique()):
@@ -111,7 +115,8 @@ def shard_paths(pattern):
 def get_case_qc_tables(wildcards):
     """QC tables of every case shard."""
     return [
-        f"results/preprocess/cases/{shard}.tsv" for shard in sorted(CASES["shard"].unique())
+        f"results/preprocess/cases/{shard}.tsv"
+        for shard in sorted(CASES["shard"].unique())
     ]
 
 

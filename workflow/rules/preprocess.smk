@@ -6,12 +6,12 @@ rule check_image_content:
         table="results/qc/image_checks.tsv",
     log:
         "logs/check_image_content.log",
+    priority: 10
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    priority: 10
     script:
         "../scripts/check_image_content.py"
 
@@ -23,10 +23,6 @@ rule preprocess_images:
     output:
         qc="results/preprocess/{batch}/{shard}.tsv",
         chips=directory("results/preprocess/{batch}/{shard}"),
-    params:
-        members=get_shard_members,
-        settings=config["preprocess"],
-        landmark_model=get_dlib_model("landmarks"),
     log:
         "logs/preprocess_images/{batch}/{shard}.log",
     benchmark:
@@ -36,6 +32,10 @@ rule preprocess_images:
     threads: 1
     resources:
         mem_mb=1500,
+    params:
+        members=get_shard_members,
+        settings=config["preprocess"],
+        landmark_model=get_dlib_model("landmarks"),
     script:
         "../scripts/preprocess_images.py"
 
@@ -53,9 +53,6 @@ rule summarize_preprocessing:
             caption="../report/contact_sheet.rst",
             category="Quality control",
         ),
-    params:
-        seed=config["seed"],
-        size=config["preprocess"]["contact_sheet_size"],
     log:
         "logs/summarize_preprocessing.log",
     conda:
@@ -63,5 +60,8 @@ rule summarize_preprocessing:
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        seed=config["seed"],
+        size=config["preprocess"]["contact_sheet_size"],
     script:
         "../scripts/summarize_preprocessing.py"

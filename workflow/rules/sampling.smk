@@ -6,13 +6,6 @@ checkpoint select_pool_candidates:
         pool_qc=get_earlier_pool_qc_tables,
     output:
         candidates="results/sampling/candidates/round{round}.tsv",
-    params:
-        age_bins=config["sampling"]["age_bins"],
-        match_on=config["sampling"]["match_on"],
-        ratio=config["sampling"]["ratio"],
-        oversample=config["sampling"]["oversample"],
-        seed=config["seed"],
-        shard_size=config["preprocess"]["shard_size"],
     log:
         "logs/select_pool_candidates/round{round}.log",
     conda:
@@ -20,6 +13,13 @@ checkpoint select_pool_candidates:
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        age_bins=config["sampling"]["age_bins"],
+        match_on=config["sampling"]["match_on"],
+        ratio=config["sampling"]["ratio"],
+        oversample=config["sampling"]["oversample"],
+        seed=config["seed"],
+        shard_size=config["preprocess"]["shard_size"],
     script:
         "../scripts/select_pool_candidates.py"
 
@@ -43,12 +43,6 @@ rule sample_matched_controls:
         ),
         flow_svg="results/cohort/flow.svg",
         shortfall="results/cohort/shortfall.csv",
-    params:
-        age_bins=config["sampling"]["age_bins"],
-        match_on=config["sampling"]["match_on"],
-        ratio=config["sampling"]["ratio"],
-        allow_shortfall=config["sampling"]["allow_shortfall"],
-        seed=config["seed"],
     log:
         "logs/sample_matched_controls.log",
     conda:
@@ -56,5 +50,11 @@ rule sample_matched_controls:
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        age_bins=config["sampling"]["age_bins"],
+        match_on=config["sampling"]["match_on"],
+        ratio=config["sampling"]["ratio"],
+        allow_shortfall=config["sampling"]["allow_shortfall"],
+        seed=config["seed"],
     script:
         "../scripts/sample_matched_controls.py"
