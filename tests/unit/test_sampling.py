@@ -1,0 +1,528 @@
+"""Tests of phenoface.sampling (matched control draw, Table 1, balance, flow) and megaage_to_sheet."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import megaage_to_sheet
+from phenoface import sampling
+from phenoface.errors import PhenofaceError
+from phenoface.sheets import image_id_for, read_sheet
+
+BINS = [0, 10, 20, 30, 40, 50, 60, 70]
+AGE_SEX = ["age", "sex"]
+
+
+def make_sheet(kind: str, people: list[tuple[int, str]], prefix: str = "img") -> pd.DataFrame:
+    """A validated-looking sheet (as read_sheet returns) for (age, sex) pairs."""
+    images = [f"{prefix}_{index:05d}.jpg" for index in range(len(people))]
+    return pd.DataFrame(
+        {
+            "image_id": [image_id_for(kind, image) for image in images],
+            "sheet": kind,
+            "row": range(2, len(people) + 2),
+            "image": images,
+            "path": [f"/data/{image}" for image in images],
+            "age": [age for age, _ in people],
+            "sex": [sex for _, sex in people],
+            "subject_id": "",
+        }
+    )
+
+
+def make_qc(
+    *tables: pd.DataFrame, status: str = "ok", overrides: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """QC rows for every row of the given sheets, all ``status`` except ``overrides`` (image_id -> status)."""
+    rows = pd.concat([table[["image_id", "sheet"]] for table in tables], ignore_index=True)
+    rows["status"] = status
+    if overrides:
+        rows["status"] = [
+            overrides.get(image_id, value) for image_id, value in zip(rows["image_id"], rows["status"])
+        ]
+    return rows
+
+
+def people(spec: dict[tuple[int, str], int]) -> list[tuple[int, str]]:
+    """Expand {(age, sex): count} to a list of (age, sex)."""
+    return [key for key, count in spec.items() for _ in range(count)]
+
+
+CASE_SPEC = {(45, "F"): 6, (52, "M"): 4, (8, "F"): 3, (75, "M"): 2}
+POOL_SPEC = {
+    (41, "F"): 20,
+    (48, "F"): 15,
+    (55, "M"): 25,
+    (3, "F"): 10,
+    (80, "M"): 12,
+    (33, "M"): 9,
+    (44, ""): 7,
+}
+
+
+@pytest.fixture()
+def cases() -> pd.DataFrame:
+    return make_sheet("cases", people(CASE_SPEC), "case")
+
+
+@pytest.fixture()
+def pool() -> pd.DataFrame:
+    return make_sheet("pool", people(POOL_SPEC), "pool")
+
+
+def test_stratum_labels_sex_and_age_bins():
+    """Labels are `F|40-49`, `M|70+`; an empty sex or an age below the first edge gives ''."""
+    table = pd.DataFrame({"age": [45, 70, 99, 0, 44, 5], "sex": ["F", "M", "F", "M", "", "F"]})
+    labels = sampling.stratum_labels(table, BINS, AGE_SEX)
+    assert labels.tolist() == ["F|40-49", "M|70+", "F|70+", "M|0-9", "", "F|0-9"]
+    shifted = sampling.stratum_labels(table, [10, 40], AGE_SEX)
+    assert shifted.tolist() == ["F|40+", "M|40+", "F|40+", "", "", ""]
+
+
+def test_stratum_labels_age_only_ignore_sex():
+    """Matching on age only gives `40-49` labels, also for rows without sex."""
+    table = pd.DataFrame({"age": [45, 44, 71], "sex": ["F", "", "M"]})
+    assert sampling.stratum_labels(table, BINS, ["age"]).tolist() == ["40-49", "40-49", "70+"]
+
+
+def test_bad_design_raises():
+    """Unsorted bins or an unknown match variable are user errors naming the config key."""
+    with pytest.raises(PhenofaceError, match="sampling.age_bins"):
+        sampling.check_design([0, 20, 10], AGE_SEX)
+    with pytest.raises(PhenofaceError, match="sampling.match_on"):
+        sampling.check_design(BINS, ["age", "ethnicity"])
+
+
+def test_rank_pool_marks_rows_without_sex_ineligible(pool):
+    """Pool rows without sex are ineligible (reason no_sex, rank 0) while sex is matched."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=1)
+    no_sex = ranked["sex"] == ""
+    assert int(no_sex.sum()) == 7
+    assert not ranked.loc[no_sex, "eligible"].any()
+    assert set(ranked.loc[no_sex, "reason"]) == {"no_sex"}
+    assert (ranked.loc[no_sex, "rank"] == 0).all()
+    assert ranked.loc[~no_sex, "eligible"].all()
+
+
+def test_rank_pool_ranks_are_a_permutation_per_stratum(pool):
+    """Within each stratum the ranks are exactly 1..n."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=3)
+    for stratum, group in ranked.loc[ranked["eligible"]].groupby("stratum"):
+        assert sorted(group["rank"]) == list(range(1, len(group) + 1)), stratum
+    assert ranked.loc[ranked["stratum"] == "F|40-49", "rank"].max() == 35
+
+
+def test_rank_pool_independent_of_row_order(pool):
+    """Shuffling the pool sheet gives every image the same rank."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=7).set_index("image_id")["rank"]
+    shuffled_pool = pool.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    shuffled = sampling.rank_pool(shuffled_pool, BINS, AGE_SEX, seed=7).set_index("image_id")["rank"]
+    pd.testing.assert_series_equal(ranked.sort_index(), shuffled.sort_index())
+
+
+def test_needed_per_stratum_multiplies_by_ratio(cases):
+    """needed = ratio x cases per stratum, in catalogue order (M before F, young before old)."""
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX, ratio=2)
+    assert needed.to_dict() == {"M|50-59": 8, "M|70+": 4, "F|0-9": 6, "F|40-49": 12}
+    assert list(needed.index) == ["M|50-59", "M|70+", "F|0-9", "F|40-49"]
+
+
+def test_needed_per_stratum_rejects_case_below_bins(cases):
+    """A case younger than the first bin edge is an error naming its row and the fix."""
+    with pytest.raises(PhenofaceError, match=r"cases sheet row 12 .*age 8"):
+        sampling.needed_per_stratum(cases, [10, 50], AGE_SEX)
+
+
+def test_plan_candidates_round_one_takes_oversampled_first_ranks(cases, pool):
+    """Round 1 takes ceil(needed x oversample) lowest ranks of each stratum with cases, nothing else."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX, ratio=1)
+    plan = sampling.plan_candidates(ranked, needed, None, oversample=1.5)
+    counts = plan["stratum"].value_counts().to_dict()
+    assert counts == {"F|40-49": 9, "M|50-59": 6, "F|0-9": 5, "M|70+": 3}
+    for stratum, group in plan.groupby("stratum"):
+        assert sorted(group["rank"]) == list(range(1, len(group) + 1))
+    assert "M|30-39" not in counts  # a stratum without cases gets no candidates
+
+
+def test_plan_candidates_later_round_extends_only_short_strata(cases, pool):
+    """Round 2 adds ceil(short x oversample) next ranks to short strata only, and then stops."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX, ratio=1)
+    round1 = sampling.plan_candidates(ranked, needed, None, oversample=1.5)
+    # F|40-49 (needs 6): 9 tried, 5 fail -> 4 ok, short 2. M|50-59 (needs 4): 6 tried, 2 fail -> 4 ok.
+    failing = pd.concat(
+        [
+            round1.loc[round1["stratum"] == "F|40-49"].nsmallest(5, "rank"),
+            round1.loc[round1["stratum"] == "M|50-59"].nsmallest(2, "rank"),
+        ]
+    )["image_id"]
+    tried = round1[["image_id"]].assign(status=np.where(round1["image_id"].isin(failing), "no_face", "ok"))
+    round2 = sampling.plan_candidates(ranked, needed, tried, oversample=1.5)
+    assert round2["stratum"].tolist() == ["F|40-49"] * 3
+    assert round2["rank"].tolist() == [10, 11, 12]
+    tried2 = pd.concat([tried, round2[["image_id"]].assign(status="ok")])
+    assert sampling.plan_candidates(ranked, needed, tried2, oversample=1.5).empty
+
+
+def test_plan_candidates_ignores_not_needed_rows(cases, pool):
+    """Pool rows marked not_needed in the status table count as untried."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX)
+    all_not_needed = ranked[["image_id"]].assign(status="not_needed")
+    first = sampling.plan_candidates(ranked, needed, None, oversample=1.5)
+    again = sampling.plan_candidates(ranked, needed, all_not_needed, oversample=1.5)
+    assert again["image_id"].tolist() == first["image_id"].tolist()
+
+
+@pytest.mark.parametrize("ratio", [1, 2])
+def test_draw_controls_exact_ratio_per_stratum(cases, pool, ratio):
+    """Each stratum gets exactly ratio x its cases when the pool suffices (k=1, k=2)."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=11)
+    cohort, shortfall = sampling.draw_controls(
+        cases, ranked, make_qc(cases, pool), BINS, AGE_SEX, ratio=ratio
+    )
+    assert shortfall.empty and list(shortfall.columns) == sampling.SHORTFALL_COLUMNS
+    per_group = pd.crosstab(cohort["stratum"], cohort["group"])
+    assert (per_group["control"] == ratio * per_group["case"]).all()
+    assert len(cohort) == (1 + ratio) * len(cases)
+    assert list(cohort.columns) == sampling.COHORT_COLUMNS
+    assert cohort["group"].tolist() == ["case"] * len(cases) + ["control"] * ratio * len(cases)
+    controls = cohort.loc[cohort["group"] == "control"]
+    assert controls["image_id"].is_unique
+    assert set(controls["image_id"]) <= set(pool["image_id"])
+
+
+def test_draw_controls_same_seed_same_cohort(cases, pool):
+    """Two draws with the same seed give identical cohorts."""
+    qc = make_qc(cases, pool)
+    first, _ = sampling.draw_controls(cases, sampling.rank_pool(pool, BINS, AGE_SEX, 5), qc, BINS, AGE_SEX)
+    second, _ = sampling.draw_controls(cases, sampling.rank_pool(pool, BINS, AGE_SEX, 5), qc, BINS, AGE_SEX)
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_draw_controls_different_seed_different_controls(cases, pool):
+    """Another seed picks another set of controls (same per-stratum counts)."""
+    qc = make_qc(cases, pool)
+    first, _ = sampling.draw_controls(cases, sampling.rank_pool(pool, BINS, AGE_SEX, 5), qc, BINS, AGE_SEX)
+    second, _ = sampling.draw_controls(cases, sampling.rank_pool(pool, BINS, AGE_SEX, 6), qc, BINS, AGE_SEX)
+    controls = [set(c.loc[c["group"] == "control", "image_id"]) for c in (first, second)]
+    assert controls[0] != controls[1]
+    assert first["stratum"].value_counts().equals(second["stratum"].value_counts())
+
+
+def test_draw_controls_unchanged_by_pool_order(cases, pool):
+    """Reordering the pool sheet (new row numbers too) leaves the cohort unchanged."""
+    qc = make_qc(cases, pool)
+    shuffled = pool.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    shuffled["row"] = range(2, len(shuffled) + 2)
+    first, _ = sampling.draw_controls(cases, sampling.rank_pool(pool, BINS, AGE_SEX, 9), qc, BINS, AGE_SEX)
+    second, _ = sampling.draw_controls(
+        cases, sampling.rank_pool(shuffled, BINS, AGE_SEX, 9), qc, BINS, AGE_SEX
+    )
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_draw_controls_skips_failed_qc_in_rank_order(cases, pool):
+    """The draw takes the lowest-ranked QC-passing rows, skipping failed and untried ones."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=2)
+    stratum = ranked.loc[ranked["stratum"] == "M|70+"].sort_values("rank")
+    # ranks 1 and 3 fail, rank 2 passes, rank 4 never tried, rank 5 passes
+    overrides = dict(zip(stratum["image_id"], ["no_face", "ok", "too_small", "not_needed", "ok"]))
+    qc = make_qc(cases, pool, overrides=overrides)
+    cohort, _ = sampling.draw_controls(cases, ranked, qc, BINS, AGE_SEX)
+    drawn = cohort.loc[(cohort["group"] == "control") & (cohort["stratum"] == "M|70+"), "image_id"].tolist()
+    assert drawn == [stratum["image_id"].iloc[1], stratum["image_id"].iloc[4]]
+
+
+def test_draw_controls_excludes_failed_cases_from_matching(cases, pool):
+    """A case that failed QC is not in the cohort and needs no control."""
+    failed = cases.loc[cases["age"] == 75, "image_id"].iloc[0]
+    qc = make_qc(cases, pool, overrides={failed: "no_face"})
+    cohort, _ = sampling.draw_controls(cases, sampling.rank_pool(pool, BINS, AGE_SEX, 1), qc, BINS, AGE_SEX)
+    assert failed not in set(cohort["image_id"])
+    assert (cohort["stratum"] == "M|70+").sum() == 2  # 1 case + 1 control
+
+
+def test_shortfall_error_names_strata_and_numbers(pool):
+    """Too few controls raises, naming each short stratum with needed / available / after-QC counts."""
+    cases = make_sheet("cases", people({(45, "F"): 6, (82, "M"): 10, (35, "M"): 3}), "case")
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
+    m30 = ranked.loc[ranked["stratum"] == "M|30-39"].sort_values("rank")["image_id"]
+    qc = make_qc(cases, pool, overrides={m30.iloc[0]: "no_face"})
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.draw_controls(cases, ranked, qc, BINS, AGE_SEX, ratio=3)
+    message = str(caught.value)
+    assert (
+        "stratum M|70+: needed 30 for 10 case(s), available in pool 12, left after QC 12, short by 18"
+        in message
+    )
+    assert (
+        "stratum M|30-39: needed 9 for 3 case(s), available in pool 9, left after QC 8, short by 1" in message
+    )
+    assert "F|40-49" not in message
+    assert "allow_shortfall" in message and "match_on" in message and "sampling.ratio" in message
+
+
+def test_allow_shortfall_draws_what_exists(pool):
+    """With allow_shortfall the draw takes every QC-passing row of a short stratum and reports it."""
+    cases = make_sheet("cases", people({(45, "F"): 6, (82, "M"): 20}), "case")
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
+    cohort, shortfall = sampling.draw_controls(
+        cases, ranked, make_qc(cases, pool), BINS, AGE_SEX, allow_shortfall=True
+    )
+    controls = cohort.loc[cohort["group"] == "control", "stratum"].value_counts()
+    assert controls.to_dict() == {"M|70+": 12, "F|40-49": 6}
+    assert shortfall.to_dict("records") == [
+        {
+            "stratum": "M|70+",
+            "cases": 20,
+            "needed": 20,
+            "pool_available": 12,
+            "pool_tried": 12,
+            "pool_ok": 12,
+            "drawn": 12,
+            "short": 8,
+        }
+    ]
+
+
+def test_age_only_matching_uses_rows_without_sex(pool):
+    """With match_on [age], pool rows without sex are eligible and can be drawn."""
+    cases = make_sheet("cases", people({(45, "F"): 42}), "case")
+    ranked = sampling.rank_pool(pool, BINS, ["age"], seed=0)
+    assert ranked["eligible"].all()
+    cohort, shortfall = sampling.draw_controls(cases, ranked, make_qc(cases, pool), BINS, ["age"])
+    controls = cohort.loc[cohort["group"] == "control"]
+    assert shortfall.empty and len(controls) == 42  # every pool row aged 40-49, 7 of them without sex
+    assert (controls["sex"] == "").sum() == 7
+
+
+def test_missing_case_status_is_an_error(cases, pool):
+    """A case with no QC row raises instead of silently dropping the case."""
+    qc = make_qc(cases.iloc[1:], pool)
+    with pytest.raises(PhenofaceError, match="case row"):
+        sampling.draw_controls(cases, sampling.rank_pool(pool, BINS, AGE_SEX, 0), qc, BINS, AGE_SEX)
+
+
+def test_flow_counts_account_for_every_row_once(cases, pool):
+    """Flow leaves partition each sheet; counts per status, eligibility and match are right."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=4)
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX)
+    plan = sampling.plan_candidates(ranked, needed, None, oversample=1.5)
+    statuses = {image_id: "not_needed" for image_id in pool["image_id"]}
+    statuses.update({image_id: "ok" for image_id in plan["image_id"]})
+    statuses[plan["image_id"].iloc[0]] = "no_face"
+    statuses[plan["image_id"].iloc[1]] = "unreadable"
+    statuses[cases["image_id"].iloc[0]] = "too_small"
+    qc = make_qc(cases, pool, overrides=statuses)
+    cohort, _ = sampling.draw_controls(cases, ranked, qc, BINS, AGE_SEX, allow_shortfall=True)
+    flow = sampling.flow_counts(cases, ranked, qc, cohort)
+    sampling.check_flow(flow, {"cases": len(cases), "pool": len(pool)})
+    n = flow.set_index("node")["n"]
+    assert n["cases.rows"] == 15 and n["cases.excluded_too_small"] == 1 and n["cases.analysed"] == 14
+    assert n["pool.rows"] == 98 and n["pool.ineligible_no_sex"] == 7 and n["pool.eligible"] == 91
+    assert (
+        n["pool.tried"] == len(plan)
+        and n["pool.excluded_no_face"] == 1
+        and n["pool.excluded_unreadable"] == 1
+    )
+    assert n["pool.matched"] == (cohort["group"] == "control").sum() == 14
+    assert n["pool.not_needed"] == 91 - len(plan)
+
+
+def test_check_flow_rejects_counts_that_do_not_add_up(cases, pool):
+    """check_flow raises when a node's parts do not add up to it."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=4)
+    qc = make_qc(cases, pool)
+    cohort, _ = sampling.draw_controls(cases, ranked, qc, BINS, AGE_SEX)
+    flow = sampling.flow_counts(cases, ranked, qc, cohort)
+    flow.loc[flow["node"] == "pool.not_drawn", "n"] += 1
+    with pytest.raises(AssertionError, match="pool.qc_ok"):
+        sampling.check_flow(flow, {"cases": len(cases), "pool": len(pool)})
+    with pytest.raises(AssertionError, match="root"):
+        sampling.check_flow(flow, {"cases": len(cases) + 1})
+
+
+def test_table1_counts_and_column_percentages(cases, pool):
+    """Table 1 counts per bin x group x sex, and each column's percentages add up to 100."""
+    cohort, _ = sampling.draw_controls(
+        cases, sampling.rank_pool(pool, BINS, AGE_SEX, 0), make_qc(cases, pool), BINS, AGE_SEX, ratio=2
+    )
+    table = sampling.table1(cohort, BINS).set_index("age_bin")
+    assert list(table.index) == ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+", "Total"]
+    assert table.loc["40-49", "case F n"] == 6 and table.loc["40-49", "control F n"] == 12
+    assert table.loc["Total", "case M n"] == 6 and table.loc["Total", "control M n"] == 12
+    assert table.loc["0-9", "case F %"] == pytest.approx(100 * 3 / 9, abs=0.01)
+    for column in [c for c in table.columns if c.endswith("%")]:
+        assert table[column].iloc[:-1].sum() == pytest.approx(100.0, abs=0.05)
+    shown = sampling.format_table1(table.reset_index())
+    assert shown.loc[4, "Cases\nFemale, n (%)"] == "6 (66.67)"
+
+
+def test_balance_of_a_matched_cohort(cases, pool):
+    """An exactly matched cohort has equal sex proportions and a chi-square p of 1."""
+    cohort, _ = sampling.draw_controls(
+        cases, sampling.rank_pool(pool, BINS, AGE_SEX, 0), make_qc(cases, pool), BINS, AGE_SEX
+    )
+    result = sampling.balance(cohort).set_index("measure")
+    assert list(result.index) == [
+        "n_cases",
+        "n_controls",
+        "smd_age",
+        "smd_sex_female",
+        "chi2_group_by_stratum",
+    ]
+    assert result.loc["smd_sex_female", "value"] == 0.0
+    assert result.loc["chi2_group_by_stratum", "value"] == pytest.approx(0.0)
+    assert result.loc["chi2_group_by_stratum", "p_value"] == pytest.approx(1.0)
+    ages = cohort.groupby("group")["age"]
+    expected = (ages.mean()["case"] - ages.mean()["control"]) / math.sqrt(
+        (ages.var()["case"] + ages.var()["control"]) / 2
+    )
+    assert result.loc["smd_age", "value"] == pytest.approx(expected)
+
+
+def test_balance_detects_an_unmatched_cohort():
+    """Cases all old women vs controls all young men: large SMDs and a tiny chi-square p."""
+    cohort = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(60)],
+            "group": ["case"] * 30 + ["control"] * 30,
+            "age": list(range(60, 90)) + list(range(10, 40)),
+            "sex": ["F"] * 30 + ["M"] * 30,
+            "subject_id": "",
+            "stratum": ["F|70+"] * 30 + ["M|10-19"] * 30,
+        }
+    )
+    result = sampling.balance(cohort).set_index("measure")
+    assert result.loc["smd_age", "value"] > 5
+    assert math.isinf(result.loc["smd_sex_female", "value"])
+    assert result.loc["chi2_group_by_stratum", "p_value"] < 1e-10
+
+
+def test_utkface_pool_matches_age_and_sex(utkface_dir):
+    """UTKFace as pool, its Asian rows as cases (all QC ok): |SMD age| < 0.1, same share of women."""
+    meta = pd.read_csv(utkface_dir / "metadata.csv", dtype=str, keep_default_na=False)
+    meta["age"] = meta["age"].astype(int)
+    is_case = meta["ethnicity"] == "asian"
+    cases = make_sheet("cases", list(zip(meta.loc[is_case, "age"], meta.loc[is_case, "sex"])), "utk_case")
+    pool = make_sheet("pool", list(zip(meta.loc[~is_case, "age"], meta.loc[~is_case, "sex"])), "utk_pool")
+    assert len(cases) >= 500
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=42)
+    cohort, shortfall = sampling.draw_controls(cases, ranked, make_qc(cases, pool), BINS, AGE_SEX)
+    assert shortfall.empty
+    result = sampling.balance(cohort).set_index("measure")
+    assert abs(result.loc["smd_age", "value"]) < 0.1
+    female = cohort.assign(f=cohort["sex"] == "F").groupby("group")["f"].mean()
+    assert female["case"] == female["control"]
+    assert (cohort["group"] == "control").sum() == len(cases) == 1394
+
+
+# ---------------------------------------------------------------------------
+# megaage_to_sheet
+# ---------------------------------------------------------------------------
+
+
+def make_megaage(
+    root: Path, names: list[str], ages: list[str], create: list[str] | None = None
+) -> tuple[Path, Path, Path]:
+    """A tiny MegaAge-like layout: images/, list/name.txt, list/age.txt."""
+    images = root / "images"
+    images.mkdir(parents=True)
+    for name in create if create is not None else names:
+        (images / name).write_bytes(b"\xff\xd8\xff")
+    lists = root / "list"
+    lists.mkdir()
+    (lists / "name.txt").write_text("\n".join(names) + "\n\n")
+    (lists / "age.txt").write_text("\n".join(ages) + "\n")
+    return images, lists / "name.txt", lists / "age.txt"
+
+
+def test_megaage_to_sheet_writes_a_readable_pool_sheet(tmp_path):
+    """The CLI writes image/age/sex rows that read_sheet accepts as a pool, images resolved."""
+    images, names, ages = make_megaage(tmp_path / "megaage", ["1.jpg", "2.jpg", "3.jpg"], ["23", "5", "61"])
+    out = tmp_path / "sheets" / "pool.csv"
+    code = megaage_to_sheet.main(
+        ["--images", str(images), "--names", str(names), "--ages", str(ages), "--out", str(out)]
+    )
+    assert code == 0
+    sheet = read_sheet(out, "pool", check_files=True)
+    assert sheet["age"].tolist() == [23, 5, 61]
+    assert sheet["sex"].tolist() == ["", "", ""]
+    assert [Path(p).name for p in sheet["path"]] == ["1.jpg", "2.jpg", "3.jpg"]
+    assert sheet["image"].iloc[0] == "../megaage/images/1.jpg"
+
+
+def test_megaage_to_sheet_rejects_misaligned_lists(tmp_path):
+    """Different numbers of names and ages is an error naming both files and counts."""
+    images, names, ages = make_megaage(tmp_path, ["1.jpg", "2.jpg"], ["23"])
+    with pytest.raises(PhenofaceError, match="2 image names but .* has 1 ages"):
+        megaage_to_sheet.build_pool_sheet(images, names, ages, tmp_path)
+
+
+def test_megaage_to_sheet_rejects_non_integer_age(tmp_path):
+    """A non-integer age is an error naming the line."""
+    images, names, ages = make_megaage(tmp_path, ["1.jpg", "2.jpg"], ["23", "4.5"])
+    with pytest.raises(PhenofaceError, match="line 2: age '4.5'"):
+        megaage_to_sheet.build_pool_sheet(images, names, ages, tmp_path)
+
+
+def test_megaage_to_sheet_reports_missing_images(tmp_path):
+    """Listed images missing from the folder are an error with the count and first lines; the CLI exits 2."""
+    images, names, ages = make_megaage(
+        tmp_path, ["1.jpg", "2.jpg", "3.jpg"], ["1", "2", "3"], create=["2.jpg"]
+    )
+    with pytest.raises(PhenofaceError, match=r"2 listed image\(s\) not found .*line 1: .*line 3:"):
+        megaage_to_sheet.build_pool_sheet(images, names, ages, tmp_path)
+    out = tmp_path / "pool.csv"
+    code = megaage_to_sheet.main(
+        ["--images", str(images), "--names", str(names), "--ages", str(ages), "--out", str(out)]
+    )
+    assert code == 2 and not out.exists()
+
+
+def test_sample_matched_controls_run_writes_every_output(tmp_path):
+    """The entry script's run() writes cohort, Table 1, balance, shortfall (header only) and both figures."""
+    import sample_matched_controls
+
+    (tmp_path / "cases.csv").write_text(
+        "image,age,sex\n" + "".join(f"c{i}.jpg,{40 + i},F\n" for i in range(4))
+    )
+    (tmp_path / "pool.csv").write_text(
+        "image,age,sex\n" + "".join(f"p{i}.jpg,{40 + i},F\n" for i in range(9))
+    )
+    cases = read_sheet(tmp_path / "cases.csv", "cases", check_files=False)
+    pool = read_sheet(tmp_path / "pool.csv", "pool", check_files=False)
+    make_qc(cases, pool).to_csv(tmp_path / "preprocess.tsv", sep="\t", index=False)
+    suffixes = {
+        "cohort": ".csv",
+        "table1": ".csv",
+        "table1_png": ".png",
+        "balance": ".csv",
+        "flow_png": ".png",
+        "flow_svg": ".svg",
+        "shortfall": ".csv",
+    }
+    outputs = {key: tmp_path / "out" / f"{key}{suffix}" for key, suffix in suffixes.items()}
+    cohort = sample_matched_controls.run(
+        tmp_path / "preprocess.tsv",
+        tmp_path / "cases.csv",
+        tmp_path / "pool.csv",
+        outputs,
+        age_bins=BINS,
+        match_on=AGE_SEX,
+        ratio=2,
+        allow_shortfall=False,
+        seed=1,
+    )
+    assert all(path.stat().st_size > 0 for path in outputs.values())
+    written = pd.read_csv(outputs["cohort"], keep_default_na=False)
+    assert written["group"].value_counts().to_dict() == {"control": 8, "case": 4}
+    assert written["image_id"].tolist() == cohort["image_id"].tolist()
+    assert outputs["shortfall"].read_text().strip() == ",".join(sampling.SHORTFALL_COLUMNS)

@@ -1,0 +1,37 @@
+"""Entry script of rule fetch_mediapipe_models: the MediaPipe networks, verified."""
+
+# No "from __future__" import: Snakemake prepends its preamble to this file.
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from phenoface.errors import PhenofaceError  # noqa: E402
+from phenoface.models import fetch_mediapipe_models, mediapipe_model_paths  # noqa: E402
+from phenoface.runtime import setup_logging  # noqa: E402
+
+logger = logging.getLogger("fetch_mediapipe_models")
+
+
+def main(snakemake) -> None:
+    """Download the pinned mediapipe wheel and write the two verified networks."""
+    setup_logging(snakemake.log[0])
+    outputs = {
+        "face_landmark": Path(snakemake.output.face_landmark),
+        "selfie_segmentation": Path(snakemake.output.selfie),
+    }
+    model_dir = outputs["face_landmark"].parent
+    expected = mediapipe_model_paths(model_dir)
+    if outputs != expected:
+        raise PhenofaceError(
+            f"rule fetch_mediapipe_models: outputs {outputs} must be {expected} "
+            "(both files in one folder, with their standard names)"
+        )
+    written = fetch_mediapipe_models(model_dir)
+    for name, path in written.items():
+        logger.info("%s: %s", name, path)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)
