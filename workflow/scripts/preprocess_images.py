@@ -21,6 +21,7 @@ def main(snakemake) -> None:
         multi_face=settings["multi_face"],
         chip_size=settings["chip_size"],
         chip_padding=settings["chip_padding"],
+        retry_detection=settings["retry_detection"],
     )
     model_dir = Path(snakemake.input.models[0]).parent if snakemake.input.models else None
     masker = FaceMasker(settings["mask_method"], model_dir)

@@ -161,6 +161,11 @@ class FacePreprocessor:
         up to ~5 px apart in height; when true the chip is turned about its
         centre by that residual angle (a few degrees at most) so the eyes
         are level. Scale and centre stay dlib's.
+    retry_detection : bool
+        When the configured detection finds nothing, retry without padding,
+        then with edge-replicated padding, at upsampling 0 and the configured
+        value (HOG responses on tight crops depend on what surrounds the
+        face); the first attempt that finds a face wins and is recorded.
     """
 
     def __init__(
@@ -173,6 +178,7 @@ class FacePreprocessor:
         chip_size: int = 150,
         chip_padding: float = 0.25,
         level_eyes: bool = True,
+        retry_detection: bool = True,
     ) -> None:
         import dlib
 
@@ -188,6 +194,7 @@ class FacePreprocessor:
         self.chip_size = chip_size
         self.chip_padding = chip_padding
         self.level_eyes = level_eyes
+        self.retry_detection = retry_detection
 
     def process_file(self, path: str | Path) -> FaceResult:
         """Load and process one image file; never raises for a bad image."""
@@ -205,10 +212,13 @@ class FacePreprocessor:
         """Detect, landmark and align the face in an RGB uint8 array."""
         dlib = self._dlib
         height, width = rgb.shape[:2]
-        pad = int(round(self.pad_fraction * max(height, width)))
-        padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        rects, scores, _ = self.detector.run(padded, self.upsample, 0.0)
         size = (width, height)
+        for attempt, (pad_fraction, border, upsample) in enumerate(self._detection_attempts()):
+            pad = int(round(pad_fraction * max(height, width)))
+            padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, border, value=(0, 0, 0))
+            rects, scores, _ = self.detector.run(padded, upsample, 0.0)
+            if len(rects):
+                break
         if len(rects) == 0:
             return FaceResult(status="no_face", detail="HOG detector found no face", image_size=size)
         order = np.argsort(scores)[::-1]
@@ -241,7 +251,12 @@ class FacePreprocessor:
         image_landmarks = landmarks - pad
         shift = np.array([[1.0, 0.0, pad], [0.0, 1.0, pad], [0.0, 0.0, 1.0]])
         original_transform = transform @ shift
-        detail = f"{n_faces} faces found; kept the highest-scoring" if n_faces > 1 else ""
+        notes = []
+        if attempt:
+            notes.append(f"face found on detection retry {attempt} (pad {pad_fraction}, upsample {upsample})")
+        if n_faces > 1:
+            notes.append(f"{n_faces} faces found; kept the highest-scoring")
+        detail = "; ".join(notes)
         return FaceResult(
             status="ok",
             detail=detail,
@@ -251,6 +266,15 @@ class FacePreprocessor:
             chip_transform=original_transform,
             **common,
         )
+
+    def _detection_attempts(self) -> list[tuple[float, int, int]]:
+        """(pad fraction, OpenCV border mode, upsample) to try in order."""
+        attempts = [(self.pad_fraction, cv2.BORDER_CONSTANT, self.upsample)]
+        if self.retry_detection:
+            for upsample in sorted({0, self.upsample}):
+                attempts.append((0.0, cv2.BORDER_CONSTANT, upsample))
+                attempts.append((self.pad_fraction, cv2.BORDER_REPLICATE, upsample))
+        return attempts
 
     def _levelled(self, details, landmarks: np.ndarray):
         """Chip details turned about the chip centre so the eye centres are level."""
