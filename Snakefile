@@ -14,6 +14,8 @@ include: "workflow/rules/resources.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/sampling.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 localrules:

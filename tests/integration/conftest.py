@@ -73,17 +73,18 @@ class Workflow:
         )
 
     def planned_jobs(self, *targets: str) -> dict[str, int]:
-        """Job counts per rule of a dry run."""
+        """Job counts per rule from the first "Job stats" table of a dry run."""
         output = self.run("-n", *targets).stdout
-        counts = {}
-        in_stats = False
-        for line in output.splitlines():
-            if line.startswith("Job stats"):
-                in_stats = True
-                continue
+        counts: dict[str, int] = {}
+        lines = output.splitlines()
+        if "Job stats:" not in lines:
+            return counts
+        for line in lines[lines.index("Job stats:") + 1 :]:
             match = re.match(r"^(\w+)\s+(\d+)\s*$", line)
-            if in_stats and match and match.group(1) != "total":
-                counts[match.group(1)] = counts.get(match.group(1), 0) + int(match.group(2))
+            if match and match.group(1) == "total":
+                break
+            if match:
+                counts[match.group(1)] = int(match.group(2))
         return counts
 
     def path(self, relative: str) -> Path:

@@ -48,7 +48,7 @@ def test_all_developer_faces(make_workflow, faces_dir: Path, utkface_dir: Path, 
     import cv2
 
     for chip in ok["masked_chip"].sample(25, random_state=0):
-        image = cv2.imread(chip)
+        image = cv2.imread(str(flow.path(chip)))
         assert image.shape == (150, 150, 3)
     contact = cv2.imread(str(flow.path("results/qc/contact_sheet.png")))
     assert contact.shape[0] % 150 == 0 and contact.shape[1] == 8 * 150
@@ -81,19 +81,23 @@ def comparable(table: pd.DataFrame, workdir: Path) -> pd.DataFrame:
     return table
 
 
-def test_touching_one_image_reruns_one_shard(make_workflow, copied_faces) -> None:
-    """After a full run, touching one case image schedules exactly one preprocessing job."""
+def test_changing_one_image_reruns_one_shard(make_workflow, copied_faces, faces_dir: Path) -> None:
+    """After a full run, replacing one case image's content schedules exactly one preprocessing job."""
+    from phenoface.sheets import assign_shards, read_sheet
+
     cases, pool = copied_faces
     flow = make_workflow("touch", small_config(cases, pool))
     flow.run(QC_TARGET)
     assert flow.planned_jobs(QC_TARGET).get("preprocess_images", 0) == 0
-    touched = cases.parent / pd.read_csv(cases)["image"][5]
-    future = time.time() + 5
-    os.utime(touched, (future, future))
+    sheet = read_sheet(cases, "cases")
+    expected_shards = {f"{s:04d}" for s in assign_shards(list(sheet["image_id"]), 3)}
+    written = {p.stem for p in flow.path("results/preprocess/cases").glob("*.tsv")}
+    assert written == expected_shards and len(written) > 1
+    changed = Path(sheet["path"][5])
+    changed.chmod(0o644)
+    shutil.copyfile(faces_dir / "dev_0600.jpg", changed)
     planned = flow.planned_jobs(QC_TARGET)
     assert planned["preprocess_images"] == 1, planned
-    n_shards = len(list(flow.path("results/preprocess/cases").glob("*.tsv")))
-    assert n_shards == 8  # 24 images / 3 per shard, rounded up to a power of two
 
 
 def test_kill_and_resume_gives_the_same_table(make_workflow, copied_faces) -> None:
@@ -110,13 +114,16 @@ def test_kill_and_resume_gives_the_same_table(make_workflow, copied_faces) -> No
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not interrupted.path(QC_TARGET).exists()
+    interrupted.run("--unlock")  # a SIGKILL leaves Snakemake's lock behind
     interrupted.run(QC_TARGET)
     expected = comparable(pd.read_csv(reference.path(QC_TARGET), sep="\t", keep_default_na=False), reference.workdir)
     resumed = comparable(
         pd.read_csv(interrupted.path(QC_TARGET), sep="\t", keep_default_na=False), interrupted.workdir
     )
     pd.testing.assert_frame_equal(expected, resumed)
-    leftovers = [p for p in interrupted.path("results").rglob(".*") if p.is_file()]
+    leftovers = [
+        p for p in interrupted.path("results").rglob(".*") if p.is_file() and p.name != ".snakemake_timestamp"
+    ]
     assert leftovers == []
     first = sorted(interrupted.path("results/preprocess/cases").glob("*/*.chip.png"))[0]
     twin = reference.path(str(first.relative_to(interrupted.workdir)))

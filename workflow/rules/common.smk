@@ -141,4 +141,6 @@ def get_final_targets():
         "results/qc/contact_sheet.png",
         "results/cohort/cohort.csv",
         "results/features/features.npz",
+        "results/training/model.keras",
+        "results/evaluation/metrics.json",
     ]

@@ -1,0 +1,422 @@
+"""Tests of phenoface.audit and the evaluation entry scripts on synthetic data."""
+
+from __future__ import annotations
+
+import io as bytes_io
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from phenoface import audit
+
+CHIP = 48
+
+
+def write_synthetic_images(folder: Path, n: int, shortcut: bool, seed: int) -> pd.DataFrame:
+    """Originals, chips and masks of ``n`` images (half cases) with random face texture.
+
+    Every image has the same kind of face texture and a noisy grey-blue
+    background outside a central disc. With ``shortcut`` the controls'
+    pictures are brighter and their background bluer, as when controls come
+    from another photo source.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A QC-like table (image_id, path, chip, mask, status) joined with the
+        split-table columns (group, age, sex, split).
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:CHIP, :CHIP]
+    face = (yy - CHIP / 2) ** 2 + (xx - CHIP / 2) ** 2 < (CHIP * 0.35) ** 2
+    mask = np.where(face, 255, 0).astype(np.uint8)
+    rows = []
+    for index in range(n):
+        group = "case" if index % 2 == 0 else "control"
+        chip = rng.normal(140, 25, (CHIP, CHIP, 3))
+        background = np.array([110.0, 120.0, 130.0]) + rng.normal(0, 12, 3)
+        if shortcut and group == "control":
+            chip += 25
+            background += np.array([-20.0, 0.0, 40.0])
+        chip[~face] = background + rng.normal(0, 6, (int((~face).sum()), 3))
+        chip = np.clip(chip, 0, 255).astype(np.uint8)
+        image_id = f"img{index:03d}"
+        paths = {name: folder / f"{image_id}_{name}" for name in ("original.jpg", "chip.png", "mask.png")}
+        Image.fromarray(chip).resize((96, 96)).save(paths["original.jpg"], quality=90)
+        Image.fromarray(chip).save(paths["chip.png"])
+        Image.fromarray(mask).save(paths["mask.png"])
+        rows.append(
+            {
+                "image_id": image_id,
+                "path": str(paths["original.jpg"]),
+                "chip": str(paths["chip.png"]),
+                "mask": str(paths["mask.png"]),
+                "status": "ok",
+                "group": group,
+                "age": int(rng.integers(20, 70)),
+                "sex": "F" if rng.uniform() < 0.5 else "M",
+                "split": "test" if (index // 2) % 2 else "train",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def shortcut_images(tmp_path_factory) -> pd.DataFrame:
+    """120 synthetic images whose controls were photographed differently."""
+    return write_synthetic_images(tmp_path_factory.mktemp("shortcut"), 120, shortcut=True, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fair_images(tmp_path_factory) -> pd.DataFrame:
+    """120 synthetic images, cases and controls identically distributed."""
+    return write_synthetic_images(tmp_path_factory.mktemp("fair"), 120, shortcut=False, seed=2)
+
+
+def random_descriptors(labels: np.ndarray, signal: float, seed: int) -> np.ndarray:
+    """128-d descriptors whose first five dimensions shift with the label by ``signal``."""
+    rng = np.random.default_rng(seed)
+    descriptors = rng.normal(0, 1, (labels.size, 128))
+    descriptors[:, :5] += signal * labels[:, None]
+    return descriptors
+
+
+@pytest.mark.parametrize("quality", [20, 55, 75, 95])
+def test_jpeg_quality_recovers_encoder_setting(quality):
+    """The quality estimate from the quantisation table is the quality Pillow encoded with."""
+    buffer = bytes_io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+        buffer, "JPEG", quality=quality
+    )
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        assert audit.jpeg_quality(image) == quality
+
+
+def test_jpeg_quality_nan_for_png():
+    """A PNG has no quantisation table: quality is NaN."""
+    buffer = bytes_io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        assert math.isnan(audit.jpeg_quality(image))
+
+
+def test_image_statistics_known_values(tmp_path):
+    """Flat grey face on a pure red background: brightness, contrast, sharpness, background colour."""
+    chip = np.full((20, 20, 3), 100, dtype=np.uint8)
+    chip[:, :5] = (255, 0, 0)
+    mask = np.full((20, 20), 255, dtype=np.uint8)
+    mask[:, :5] = 0
+    Image.fromarray(chip).save(tmp_path / "chip.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    Image.fromarray(chip).resize((40, 30)).save(tmp_path / "original.png")
+    result = audit.image_statistics(tmp_path / "original.png", tmp_path / "chip.png", tmp_path / "mask.png")
+    assert (result["width"], result["height"]) == (40.0, 30.0)
+    assert math.isnan(result["jpeg_quality"])
+    assert (result["background_r_mean"], result["background_g_mean"], result["background_b_mean"]) == (
+        255,
+        0,
+        0,
+    )
+    assert result["background_r_std"] == 0.0
+    assert result["contrast"] > 0 and result["sharpness"] > 0
+
+
+def test_image_statistics_without_mask_leave_background_nan(tmp_path):
+    """Without a mask the background statistics are NaN (imputed later), the rest is measured."""
+    Image.fromarray(np.full((10, 10, 3), 80, np.uint8)).save(tmp_path / "chip.png")
+    result = audit.image_statistics(tmp_path / "chip.png", tmp_path / "chip.png", None)
+    assert math.isnan(result["background_b_mean"])
+    assert result["brightness"] == pytest.approx(80.0)
+    assert result["sharpness"] == 0.0
+
+
+def test_image_statistics_baseline_detects_acquisition_shortcut(shortcut_images):
+    """Controls brighter with a bluer background: the image-statistics baseline reaches AUC > 0.9."""
+    stats_table = audit.collect_image_statistics(shortcut_images)
+    labels = audit.labels_from_group(shortcut_images["group"])
+    baselines, _ = audit.run_baselines(
+        shortcut_images, random_descriptors(labels, 0.0, 3), stats_table, seed=0
+    )
+    row = baselines.set_index("baseline").loc["image_statistics"]
+    assert row["auc"] > 0.9
+    assert row["n_test"] == 60 and row["n_train"] == 60
+
+
+def test_image_statistics_baseline_near_chance_on_identical_images(fair_images):
+    """Identically distributed images: the image-statistics baseline stays near 0.5."""
+    stats_table = audit.collect_image_statistics(fair_images)
+    labels = audit.labels_from_group(fair_images["group"])
+    baselines, _ = audit.run_baselines(fair_images, random_descriptors(labels, 0.0, 4), stats_table, seed=0)
+    row = baselines.set_index("baseline").loc["image_statistics"]
+    assert abs(row["auc"] - 0.5) < 0.2
+    assert row["auc_ci_low"] < 0.5 < row["auc_ci_high"]
+
+
+def test_descriptor_baseline_finds_face_signal(fair_images):
+    """A descriptor that carries the label gives the descriptor baseline a high AUC."""
+    stats_table = audit.collect_image_statistics(fair_images)
+    labels = audit.labels_from_group(fair_images["group"])
+    baselines, predictions = audit.run_baselines(
+        fair_images, random_descriptors(labels, 2.0, 5), stats_table, seed=0
+    )
+    assert baselines.set_index("baseline").loc["descriptor", "auc"] > 0.9
+    assert list(predictions.columns) == ["image_id", "y_true", "descriptor", "age_sex", "image_statistics"]
+
+
+def test_age_sex_baseline_detects_age_imbalance():
+    """Cases older than controls: the age+sex baseline AUC is far above 0.5."""
+    rng = np.random.default_rng(0)
+    n = 200
+    groups = np.where(np.arange(n) % 2 == 0, "case", "control")
+    table = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(n)],
+            "group": groups,
+            "age": np.where(groups == "case", 60, 30) + rng.integers(-10, 10, n),
+            "sex": rng.choice(["M", "F"], n),
+            "split": np.where((np.arange(n) // 2) % 2 == 0, "train", "test"),
+        }
+    )
+    image_stats = pd.DataFrame(
+        {"image_id": table["image_id"], **{c: rng.normal(size=n) for c in audit.IMAGE_STAT_FEATURES}}
+    )
+    baselines, _ = audit.run_baselines(table, rng.normal(size=(n, 128)), image_stats, seed=0)
+    assert baselines.set_index("baseline").loc["age_sex", "auc"] > 0.9
+
+
+def baselines_table(image_auc: float, age_sex_auc: float, reference_auc: float | None = None) -> pd.DataFrame:
+    """A baselines table with chosen AUCs (CI +/- 0.05)."""
+    rows = [
+        audit._baseline_row("descriptor", None, 10, 10, 128, "ok")
+        | {"auc": 0.8, "auc_ci_low": 0.75, "auc_ci_high": 0.85},
+        audit._baseline_row("age_sex", None, 10, 10, 2, "ok")
+        | {"auc": age_sex_auc, "auc_ci_low": age_sex_auc - 0.05, "auc_ci_high": age_sex_auc + 0.05},
+        audit._baseline_row("image_statistics", None, 10, 10, 13, "ok")
+        | {"auc": image_auc, "auc_ci_low": image_auc - 0.05, "auc_ci_high": image_auc + 0.05},
+    ]
+    if reference_auc is None:
+        rows.append(audit.reference_row(None, 0, 0))
+    else:
+        rows.append(
+            audit._baseline_row("reference_sheet", None, 0, 20, 0, "ok")
+            | {"auc": reference_auc, "auc_ci_low": reference_auc - 0.05, "auc_ci_high": reference_auc + 0.05}
+        )
+    return pd.DataFrame(rows)
+
+
+def test_no_warnings_when_audits_pass():
+    """Image-statistics AUC under the threshold and age+sex near 0.5: no warning."""
+    assert audit.baseline_warnings(baselines_table(0.55, 0.52), warn_auc=0.7) == []
+
+
+def test_warning_for_acquisition_shortcut():
+    """Image-statistics AUC above warn_auc: one warning naming acquisition."""
+    warnings = audit.baseline_warnings(baselines_table(0.85, 0.5), warn_auc=0.7)
+    assert len(warnings) == 1
+    assert "Image-statistics baseline" in warnings[0] and "acquisition" in warnings[0]
+
+
+def test_warning_for_residual_age_sex_imbalance():
+    """Age+sex AUC outside 0.40-0.60 (either side): residual age/sex imbalance warning."""
+    for value in (0.35, 0.66):
+        warnings = audit.baseline_warnings(baselines_table(0.5, value), warn_auc=0.7)
+        assert len(warnings) == 1 and "residual age/sex imbalance" in warnings[0]
+
+
+def test_warning_for_reference_sheet_separation_either_direction():
+    """A reference sheet the model separates (AUC 0.2 or 0.8) warns; AUC 0.55 does not."""
+    assert len(audit.baseline_warnings(baselines_table(0.5, 0.5, 0.2), warn_auc=0.7)) == 1
+    assert len(audit.baseline_warnings(baselines_table(0.5, 0.5, 0.8), warn_auc=0.7)) == 1
+    assert audit.baseline_warnings(baselines_table(0.5, 0.5, 0.55), warn_auc=0.7) == []
+
+
+def test_reference_separation():
+    """Reference scores like the controls give AUC near 0.5; higher scores give a high AUC."""
+    rng = np.random.default_rng(0)
+    controls = rng.uniform(0, 0.5, 200)
+    assert abs(audit.reference_separation(controls, rng.uniform(0, 0.5, 200)).auc - 0.5) < 0.1
+    assert audit.reference_separation(controls, rng.uniform(0.4, 0.9, 200)).auc > 0.9
+
+
+def test_reference_row_skipped_when_not_configured():
+    """Without a reference sheet the row says skipped and carries NaN."""
+    row = audit.reference_row(None, 0, 0)
+    assert row["status"].startswith("skipped") and math.isnan(row["auc"])
+
+
+def test_score_external_uses_the_model():
+    """score_external returns the metrics of the model's probabilities."""
+    features = np.array([[0.1], [0.2], [0.8], [0.9]])
+    result = audit.score_external("model", features, [0, 0, 1, 1], predict=lambda model, x: x[:, 0])
+    assert result["auc"] == 1.0 and result["n"] == 4 and result["accuracy"] == 1.0
+
+
+def test_run_repeats_uses_each_seed_and_summarises():
+    """run_repeats splits and trains once per seed and summarises the test AUCs."""
+    n = 40
+    cohort = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "group": ["case", "control"] * (n // 2)})
+    features = np.where(cohort["group"] == "case", 1.0, 0.0)[:, None]
+    seen = []
+
+    def split(table, seed):
+        seen.append(seed)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(n)
+        return table.assign(split=np.where(order % 2 == 0, "train", "test"))
+
+    table, summary = audit.run_repeats(
+        cohort, features, [5, 6, 7], split, lambda x, y, seed: None, lambda model, x: x[:, 0]
+    )
+    assert seen == [5, 6, 7]
+    assert list(table["seed"]) == [5, 6, 7]
+    assert (table["n_train"] + table["n_test"] == n).all()
+    assert summary == {"n": 3, "auc_mean": 1.0, "auc_sd": 0.0, "auc_min": 1.0, "auc_max": 1.0}
+
+
+def write_pipeline_inputs(folder: Path, images: pd.DataFrame) -> dict[str, str]:
+    """The split table, features npz, QC table of a synthetic run."""
+    labels = audit.labels_from_group(images["group"])
+    rng = np.random.default_rng(0)
+    pooled = rng.normal(0, 1, (len(images), 256)).astype(np.float32)
+    pooled[:, :8] += 1.5 * labels[:, None]
+    paths = {
+        "split": folder / "cohort_split.csv",
+        "features": folder / "features.npz",
+        "qc": folder / "preprocess.tsv",
+    }
+    images[["image_id", "group", "age", "sex", "split"]].to_csv(paths["split"], index=False)
+    np.savez(
+        paths["features"],
+        image_id=images["image_id"].to_numpy(str),
+        pooled=pooled,
+        descriptor=random_descriptors(labels, 1.0, 7).astype(np.float32),
+    )
+    images[["image_id", "path", "chip", "mask", "status"]].assign(sheet="cases").to_csv(
+        paths["qc"], sep="\t", index=False
+    )
+    return {key: str(value) for key, value in paths.items()}
+
+
+def test_audit_script_writes_baselines_and_warns_on_shortcut(shortcut_images, tmp_path):
+    """audit_baselines.run writes four baselines (reference skipped) and image stats per cohort image."""
+    import audit_baselines
+
+    inputs = write_pipeline_inputs(tmp_path, shortcut_images)
+    outputs = {
+        "baselines": str(tmp_path / "baselines.csv"),
+        "image_stats": str(tmp_path / "image_stats.csv"),
+        "roc_png": str(tmp_path / "roc.png"),
+    }
+    audit_baselines.run(inputs, outputs, {"seed": 1, "confidence": 0.95})
+    baselines = pd.read_csv(outputs["baselines"]).set_index("baseline")
+    assert list(baselines.index) == ["descriptor", "age_sex", "image_statistics", "reference_sheet"]
+    assert baselines.loc["image_statistics", "auc"] > 0.9
+    assert baselines.loc["reference_sheet", "status"].startswith("skipped")
+    assert len(pd.read_csv(outputs["image_stats"])) == len(shortcut_images)
+    assert Path(outputs["roc_png"]).stat().st_size > 1000
+
+
+def test_metrics_json_identical_for_same_seed(shortcut_images, tmp_path):
+    """evaluate_classifier.run twice with the same seed writes byte-identical metrics.json with the headline keys."""
+    import json
+
+    import audit_baselines
+    import evaluate_classifier
+    from phenoface.model import HEAD_INPUT, HeadConfig, save_model, train_head
+
+    inputs = write_pipeline_inputs(tmp_path, shortcut_images)
+    split = pd.read_csv(inputs["split"])
+    with np.load(inputs["features"]) as data:
+        train = (split["split"] == "train").to_numpy()
+        model, _ = train_head(
+            data[HEAD_INPUT][train],
+            audit.labels_from_group(split["group"])[train],
+            HeadConfig(epochs=2),
+            seed=3,
+        )
+    save_model(model, tmp_path / "head.keras")
+    inputs["head"] = str(tmp_path / "head.keras")
+    inputs["baselines"] = str(tmp_path / "baselines.csv")
+    audit_baselines.run(
+        inputs,
+        {
+            "baselines": inputs["baselines"],
+            "image_stats": str(tmp_path / "s.csv"),
+            "roc_png": str(tmp_path / "b.png"),
+        },
+        {"seed": 1, "confidence": 0.95},
+    )
+    params = {
+        "seed": 42,
+        "age_bins": [0, 10, 20, 30, 40, 50, 60, 70],
+        "threshold": 0.5,
+        "confidence": 0.95,
+        "n_bootstrap": 200,
+        "calibration_bins": 10,
+        "warn_auc": 0.7,
+        "age_sex_range": [0.4, 0.6],
+    }
+    texts = []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        keys = (
+            "metrics",
+            "predictions",
+            "subgroups",
+            "calibration",
+            "external",
+            "roc_png",
+            "calibration_png",
+        )
+        outputs = {key: str(out / f"{key}.out") for key in keys}
+        outputs |= {
+            "metrics": str(out / "metrics.json"),
+            "roc_png": str(out / "roc.png"),
+            "calibration_png": str(out / "cal.png"),
+        }
+        evaluate_classifier.run(inputs, outputs, params)
+        texts.append(Path(outputs["metrics"]).read_text())
+    assert texts[0] == texts[1]
+    metrics = json.loads(texts[0])
+    required = {"auc", "auc_ci_low", "auc_ci_high", "accuracy", "sensitivity", "specificity", "ppv", "npv",
+                "brier", "n_test", "n_train", "baselines", "repeats", "warnings"}  # fmt: skip
+    assert required <= set(metrics)
+    assert list(metrics) == sorted(metrics)
+    assert metrics["n_test"] == 60 and metrics["n_train"] == 60
+    assert metrics["baselines"]["image_statistics"]["auc"] > 0.9
+    assert any("Image-statistics baseline" in sentence for sentence in metrics["warnings"])
+    predictions = pd.read_csv(tmp_path / "first" / "predictions.out")
+    assert list(predictions.columns) == evaluate_classifier.PREDICTION_COLUMNS
+
+
+def test_repeat_training_script_writes_repeats_and_summary(shortcut_images, tmp_path):
+    """repeat_training.run writes one row per derived seed plus mean/sd/min/max rows that evaluate reads back."""
+    import evaluate_classifier
+    import repeat_training
+
+    from phenoface import stats
+
+    inputs = write_pipeline_inputs(tmp_path, shortcut_images)
+    params = {
+        "seed": 42,
+        "repeats": 2,
+        "age_bins": [0, 40],
+        "split": {"test_fraction": 0.5},
+        "training": {"epochs": 1, "gpu": 0},
+    }
+    output = tmp_path / "repeats.csv"
+    table = repeat_training.run({"split": inputs["split"], "features": inputs["features"]}, output, params)
+    assert list(table["repeat"]) == ["1", "2", "mean", "sd", "min", "max"]
+    assert list(table["seed"][:2]) == stats.derive_seeds(42, 2)
+    summary = evaluate_classifier.repeats_summary(output)
+    assert summary["n"] == 2 and summary["seeds"] == stats.derive_seeds(42, 2)
+    aucs = table["auc"][:2].astype(float)
+    assert summary["auc_mean"] == pytest.approx(aucs.mean())
+    assert summary["auc_min"] <= summary["auc_mean"] <= summary["auc_max"]

@@ -1,0 +1,226 @@
+"""Tests for phenoface.split: identity clustering and the grouped, stratified split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from phenoface.errors import PhenofaceError
+from phenoface.split import (
+    align_features,
+    cluster_report,
+    identity_clusters,
+    identity_groups,
+    split_cohort,
+)
+
+AGE_BINS = [0, 10, 20, 30, 40, 50, 60, 70]
+
+
+def _line_of_faces(n_points: int, spacing: float, dim: int = 128) -> np.ndarray:
+    """Descriptors on a straight line, consecutive points ``spacing`` apart."""
+    points = np.zeros((n_points, dim))
+    points[:, 0] = np.arange(n_points) * spacing
+    return points
+
+
+def _cohort(n_people: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """A synthetic cohort: people with 1-3 images, some with subject ids, some without.
+
+    People are far apart in descriptor space (distance ~ 1.4), a person's
+    images are 0.1 apart; only half of the people have a ``subject_id``.
+    """
+    rng = np.random.default_rng(seed)
+    rows, descriptors = [], []
+    for person in range(n_people):
+        centre = rng.normal(size=128)
+        centre /= np.linalg.norm(centre)
+        group = "case" if person % 2 == 0 else "control"
+        sex = "F" if (person // 2) % 2 == 0 else "M"
+        age = int(rng.integers(18, 80))
+        subject = f"S{person:04d}" if person % 4 < 2 else ""
+        for image in range(int(rng.integers(1, 4))):
+            noise = rng.normal(size=128)
+            descriptors.append(centre + 0.1 * noise / np.linalg.norm(noise))
+            rows.append(
+                {
+                    "image_id": f"p{person:04d}_{image}",
+                    "group": group,
+                    "age": age,
+                    "sex": sex,
+                    "subject_id": subject,
+                    "stratum": f"{sex}|{age // 10 * 10}",
+                    "person": person,
+                }
+            )
+    return pd.DataFrame(rows), np.asarray(descriptors)
+
+
+def test_complete_linkage_does_not_chain_a_line_of_faces():
+    """A line of faces 0.5 apart stays in pairs under complete linkage, while single linkage chains it."""
+    points = _line_of_faces(12, 0.5)
+    complete = identity_clusters(points, threshold=0.6, linkage="complete")
+    single = identity_clusters(points, threshold=0.6, linkage="single")
+    assert len(np.unique(single)) == 1
+    assert np.bincount(complete).max() == 2
+    assert len(np.unique(complete)) == 6
+
+
+def test_complete_linkage_clusters_have_all_pairs_below_threshold():
+    """Every pair inside a complete-linkage cluster is closer than the threshold."""
+    rng = np.random.default_rng(3)
+    points = rng.normal(scale=0.25, size=(80, 8))
+    labels = identity_clusters(points, threshold=0.6, linkage="complete")
+    for label in np.unique(labels):
+        members = points[labels == label]
+        distances = np.linalg.norm(members[:, None] - members[None], axis=-1)
+        assert distances.max() < 0.6
+    assert len(np.unique(labels)) < len(points)
+
+
+def test_identity_clusters_join_same_person_and_separate_others():
+    """Two photographs 0.1 apart share a cluster; a third face 1.0 away does not."""
+    points = np.zeros((3, 128))
+    points[1, 0] = 0.1
+    points[2, 1] = 1.0
+    labels = identity_clusters(points, threshold=0.6)
+    assert labels.tolist() == [0, 0, 1]
+
+
+def test_identity_threshold_is_strict():
+    """Faces exactly at the threshold distance are different people (dlib: same iff < 0.6)."""
+    points = np.zeros((2, 4))
+    points[1, 0] = 0.6
+    assert identity_clusters(points, threshold=0.6).tolist() == [0, 1]
+
+
+def test_unknown_linkage_is_a_user_error():
+    """An unknown linkage name raises PhenofaceError naming the config key."""
+    with pytest.raises(PhenofaceError, match="split.linkage"):
+        identity_clusters(np.zeros((2, 4)), linkage="ward")
+
+
+def test_cluster_report_counts_sizes():
+    """The report gives cluster count, largest size, singletons and a size histogram."""
+    report = cluster_report(np.array([0, 0, 0, 1, 2, 2, 3]))
+    assert report == {
+        "n_rows": 7,
+        "n_clusters": 4,
+        "largest": 3,
+        "n_singletons": 2,
+        "histogram": {"1": 2, "2": 1, "3": 1},
+    }
+
+
+def test_identity_groups_merge_subject_ids_and_clusters():
+    """Rows sharing a subject id or a cluster end in one group, transitively; blanks are ignored."""
+    subjects = ["A", "", "A", None, "B", ""]
+    clusters = np.array([0, 1, 2, 2, 3, 4])
+    groups = identity_groups(subjects, clusters)
+    # row0-row2 via subject A, row2-row3 via cluster 2; rows 1, 4, 5 alone.
+    assert groups.tolist() == [0, 1, 0, 0, 2, 3]
+
+
+def test_split_keeps_subjects_and_identity_clusters_on_one_side():
+    """No subject id and no identity cluster appears in both train and test."""
+    cohort, descriptors = _cohort(300)
+    table, _ = split_cohort(cohort, descriptors, seed=1)
+    named = table[table["subject_id"] != ""]
+    assert named.groupby("subject_id")["split"].nunique().max() == 1
+    assert table.groupby("identity_group")["split"].nunique().max() == 1
+    # Unlabelled people are found by their descriptors alone.
+    assert table.groupby("person")["split"].nunique().max() == 1
+    assert table["identity_group"].nunique() == 300
+
+
+def test_split_is_half_and_half_and_stratified():
+    """The default split puts ~50% of rows in test with equal group x sex shares on both sides."""
+    cohort, descriptors = _cohort(400)
+    table, report = split_cohort(cohort, descriptors, seed=7)
+    share = (table["split"] == "test").mean()
+    assert abs(share - 0.5) < 0.03
+    assert report["counts"]["test"] == int((table["split"] == "test").sum())
+    shares = pd.crosstab(table["group"] + table["sex"], table["split"], normalize="columns")
+    assert (shares["train"] - shares["test"]).abs().max() < 0.03
+    assert report["max_group_sex_share_gap"] < 0.03
+
+
+def test_split_honours_test_fraction():
+    """A test fraction of 0.3 puts about 30% of rows in test."""
+    cohort, descriptors = _cohort(400)
+    table, report = split_cohort(cohort, descriptors, test_fraction=0.3, seed=2)
+    assert (report["n_splits"], report["n_test_folds"]) == (10, 3)
+    assert abs((table["split"] == "test").mean() - 0.3) < 0.04
+
+
+def test_split_is_reproducible_from_the_seed():
+    """The same seed gives the same split; another seed a different one."""
+    cohort, descriptors = _cohort(200)
+    first, _ = split_cohort(cohort, descriptors, seed=5)
+    again, _ = split_cohort(cohort, descriptors, seed=5)
+    other, _ = split_cohort(cohort, descriptors, seed=6)
+    assert first["split"].tolist() == again["split"].tolist()
+    assert first["split"].tolist() != other["split"].tolist()
+
+
+def test_split_keeps_cohort_rows_and_adds_columns():
+    """The output is the cohort, row for row, plus identity_group and split."""
+    cohort, descriptors = _cohort(50)
+    table, report = split_cohort(cohort, descriptors, seed=0)
+    assert list(table.columns) == list(cohort.columns) + ["identity_group", "split"]
+    assert table["image_id"].tolist() == cohort["image_id"].tolist()
+    assert set(table["split"]) == {"train", "test"}
+    assert report["identity_clusters"]["n_rows"] == len(cohort)
+
+
+def test_split_rejects_misaligned_descriptors():
+    """Descriptors with a different row count than the cohort raise PhenofaceError."""
+    cohort, descriptors = _cohort(20)
+    with pytest.raises(PhenofaceError, match="aligned"):
+        split_cohort(cohort, descriptors[:-1])
+
+
+def test_split_rejects_cohort_of_one_person():
+    """A cohort with fewer people than folds cannot be split and says so."""
+    cohort, descriptors = _cohort(1)
+    cohort = pd.concat([cohort] * 2, ignore_index=True)
+    cohort["image_id"] = [f"i{k}" for k in range(len(cohort))]
+    descriptors = np.concatenate([descriptors] * 2)
+    with pytest.raises(PhenofaceError, match="distinct people"):
+        split_cohort(cohort, descriptors)
+
+
+def test_align_features_orders_rows_and_names_missing_ids():
+    """Feature rows are returned in cohort order; a missing image id is named in the error."""
+    assert align_features(["b", "a"], ["a", "b", "c"]).tolist() == [1, 0]
+    with pytest.raises(PhenofaceError, match="zz"):
+        align_features(["a", "zz"], ["a", "b"])
+
+
+def test_split_entry_script_writes_table_and_report(tmp_path):
+    """split_cohort.run reads cohort.csv + features.npz (any row order) and writes both outputs."""
+    import json
+
+    import split_cohort as entry
+
+    cohort, descriptors = _cohort(60)
+    cohort.drop(columns="person").to_csv(tmp_path / "cohort.csv", index=False)
+    order = np.random.default_rng(0).permutation(len(cohort))
+    np.savez(
+        tmp_path / "features.npz",
+        image_id=cohort["image_id"].to_numpy(dtype=str)[order],
+        pooled=np.zeros((len(cohort), 256), np.float32),
+        descriptor=descriptors[order].astype(np.float32),
+    )
+    outputs = {
+        "table": tmp_path / "split" / "cohort_split.csv",
+        "report": tmp_path / "split" / "clusters.json",
+    }
+    entry.run(tmp_path / "cohort.csv", tmp_path / "features.npz", outputs, {}, AGE_BINS, seed=3)
+    table = pd.read_csv(outputs["table"], keep_default_na=False, dtype={"subject_id": str})
+    report = json.loads(outputs["report"].read_text())
+    assert table["image_id"].tolist() == cohort["image_id"].tolist()
+    assert table["subject_id"].tolist() == cohort["subject_id"].tolist()  # blanks stay blank
+    assert table["identity_group"].nunique() == 60  # descriptors were re-aligned to cohort order
+    assert report["counts"]["train"] + report["counts"]["test"] == len(cohort)

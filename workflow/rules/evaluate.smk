@@ -1,0 +1,112 @@
+# Evaluation of the trained head on the held-out half, baselines/shortcut
+# audits on the same split, and optional repeated split + training.
+# Order: audit_baselines and repeat_training feed evaluate_classifier, which
+# writes the headline results/evaluation/metrics.json.
+
+
+rule audit_baselines:
+    input:
+        split="results/split/cohort_split.csv",
+        features="results/features/features.npz",
+        qc="results/qc/preprocess.tsv",
+        head=branch(
+            config["audit"]["reference_sheet"] is not None,
+            then="results/training/head.keras",
+        ),
+        reference_features=branch(
+            config["audit"]["reference_sheet"] is not None,
+            then="results/reference/features.npz",
+        ),
+    output:
+        baselines="results/evaluation/baselines.csv",
+        image_stats="results/evaluation/image_stats.csv",
+        roc_png="results/evaluation/baselines_roc.png",
+    log:
+        "logs/audit_baselines.log",
+    benchmark:
+        "benchmarks/audit_baselines.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        seed=config["seed"],
+        confidence=config["evaluation"]["confidence"],
+    script:
+        "../scripts/audit_baselines.py"
+
+
+rule repeat_training:
+    input:
+        split="results/split/cohort_split.csv",
+        features="results/features/features.npz",
+    output:
+        repeats="results/evaluation/repeats.csv",
+    log:
+        "logs/repeat_training.log",
+    benchmark:
+        "benchmarks/repeat_training.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=config.get("training", {}).get("gpu", 0),
+    params:
+        seed=config["seed"],
+        repeats=config["evaluation"]["repeats"],
+        age_bins=config["sampling"]["age_bins"],
+        split=config.get("split", {}),
+        training=config.get("training", {}),
+    script:
+        "../scripts/repeat_training.py"
+
+
+rule evaluate_classifier:
+    input:
+        split="results/split/cohort_split.csv",
+        features="results/features/features.npz",
+        head="results/training/head.keras",
+        baselines="results/evaluation/baselines.csv",
+        repeats=branch(
+            config["evaluation"]["repeats"] > 0,
+            then="results/evaluation/repeats.csv",
+        ),
+        external_features=expand(
+            "results/external/{name}/features.npz",
+            name=[Path(sheet).stem for sheet in config["evaluation"]["external"]],
+        ),
+        external_labels=expand(
+            "results/external/{name}/labels.csv",
+            name=[Path(sheet).stem for sheet in config["evaluation"]["external"]],
+        ),
+    output:
+        metrics="results/evaluation/metrics.json",
+        predictions="results/evaluation/predictions.csv",
+        subgroups="results/evaluation/metrics_by_subgroup.csv",
+        calibration="results/evaluation/calibration.csv",
+        external="results/evaluation/external.csv",
+        roc_png="results/evaluation/roc.png",
+        calibration_png="results/evaluation/calibration.png",
+    log:
+        "logs/evaluate_classifier.log",
+    benchmark:
+        "benchmarks/evaluate_classifier.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        seed=config["seed"],
+        age_bins=config["sampling"]["age_bins"],
+        threshold=config["evaluation"]["threshold"],
+        confidence=config["evaluation"]["confidence"],
+        n_bootstrap=config["evaluation"]["n_bootstrap"],
+        calibration_bins=config["evaluation"]["calibration_bins"],
+        warn_auc=config["audit"]["warn_auc"],
+        age_sex_range=config["audit"]["age_sex_range"],
+        external_names=[Path(sheet).stem for sheet in config["evaluation"]["external"]],
+    script:
+        "../scripts/evaluate_classifier.py"

@@ -1,0 +1,116 @@
+"""Baselines and shortcut audit on the classifier's own train/test split.
+
+Snakemake entry script of rule ``audit_baselines``. Inputs: ``split``
+(results/split/cohort_split.csv), ``features`` (results/features/features.npz),
+``qc`` (results/qc/preprocess.tsv); when ``audit.reference_sheet`` is set,
+also ``head`` (results/training/head.keras) and ``reference_features`` (an npz
+with ``image_id`` and the model's input features of the second healthy
+sheet's QC-passed images). Params: ``seed``, ``confidence``. Outputs:
+``baselines`` (csv), ``image_stats`` (csv), ``roc_png``. Log: ``log[0]``.
+"""
+
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from phenoface import audit, io, plots_eval, stats
+from phenoface.runtime import setup_logging
+
+LOGGER = logging.getLogger("audit_baselines")
+
+
+def read_table(path: str | Path, sep: str = ",") -> pd.DataFrame:
+    """A CSV/TSV with identifiers, paths and codes kept as text."""
+    text = {"image_id": str, "sex": str, "group": str, "split": str, "path": str, "chip": str, "mask": str}
+    return pd.read_csv(path, sep=sep, dtype=text, keep_default_na=False)
+
+
+def npz_rows(npz_path: str | Path, image_ids, key: str) -> np.ndarray:
+    """Rows of ``key`` in a features npz in the order of ``image_ids``."""
+    from phenoface.split import align_features
+
+    with np.load(npz_path, allow_pickle=False) as data:
+        rows = align_features(list(image_ids), data["image_id"].astype(str).tolist(), source=str(npz_path))
+        return np.asarray(data[key])[rows]
+
+
+def reference_audit(
+    split_table: pd.DataFrame, features_path: str, head_path: str, reference_path: str, confidence: float
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, stats.AucResult]]:
+    """Score the second healthy sheet and the held-out pool controls with the trained head."""
+    from phenoface.model import HEAD_INPUT, load_model, predict_head
+
+    head = load_model(head_path)
+    controls = split_table[(split_table["split"] == "test") & (split_table["group"] == "control")]
+    control_probs = predict_head(head, npz_rows(features_path, controls["image_id"], HEAD_INPUT))
+    with np.load(reference_path, allow_pickle=False) as data:
+        reference_probs = predict_head(head, np.asarray(data[HEAD_INPUT]))
+    result = audit.reference_separation(control_probs, reference_probs, confidence)
+    LOGGER.info(
+        "reference sheet (%d images) vs %d test controls: %s",
+        len(reference_probs),
+        len(control_probs),
+        result.label(confidence),
+    )
+    labels = np.concatenate([np.zeros(len(control_probs), int), np.ones(len(reference_probs), int)])
+    scores = np.concatenate([control_probs, reference_probs])
+    return audit.reference_row(result, len(reference_probs), len(control_probs)), (labels, scores, result)
+
+
+def run(inputs: dict[str, Any], outputs: dict[str, str], params: dict[str, Any]) -> pd.DataFrame:
+    """Compute every baseline, write the outputs, return the baselines table."""
+    confidence = float(params["confidence"])
+    split_table = read_table(inputs["split"])
+    descriptors = npz_rows(inputs["features"], split_table["image_id"], "descriptor")
+    qc = read_table(inputs["qc"], sep="\t")
+    cohort_qc = qc[qc["image_id"].isin(set(split_table["image_id"]))]
+    LOGGER.info("image statistics for %d cohort images", len(cohort_qc))
+    image_stats = audit.collect_image_statistics(cohort_qc)
+    baselines, predictions = audit.run_baselines(
+        split_table, descriptors, image_stats, int(params["seed"]), confidence
+    )
+
+    curves = {
+        name: (predictions["y_true"].to_numpy(), predictions[name].to_numpy(), None)
+        for name in ("descriptor", "age_sex", "image_statistics")
+    }
+    for row in baselines.itertuples(index=False):
+        y, scores, _ = curves[row.baseline]
+        curves[row.baseline] = (y, scores, stats.auc_delong(y, scores, confidence))
+    if inputs.get("reference_features"):
+        row, curve = reference_audit(
+            split_table, inputs["features"], inputs["head"], inputs["reference_features"], confidence
+        )
+        curves["reference_sheet vs test controls"] = curve
+    else:
+        LOGGER.info("audit.reference_sheet not configured: reference-sheet audit skipped")
+        row = audit.reference_row(None, 0, 0)
+    baselines = pd.concat([baselines, pd.DataFrame([row])], ignore_index=True)[audit.BASELINE_COLUMNS]
+
+    io.write_table(outputs["baselines"], baselines)
+    io.write_table(outputs["image_stats"], image_stats)
+    figure = plots_eval.plot_roc(curves, title="Baselines and audits, held-out test set")
+    io.save_figure(outputs["roc_png"], figure, dpi=150)
+    return baselines
+
+
+def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
+    """Entry point: the only place that touches ``snakemake``."""
+    setup_logging(snakemake.log[0])
+    inputs = {
+        "split": snakemake.input.split,
+        "features": snakemake.input.features,
+        "qc": snakemake.input.qc,
+        "head": snakemake.input.get("head") or None,
+        "reference_features": snakemake.input.get("reference_features") or None,
+    }
+    outputs = {key: getattr(snakemake.output, key) for key in ("baselines", "image_stats", "roc_png")}
+    run(inputs, outputs, dict(snakemake.params.items()))
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    main(snakemake)  # noqa: F821
