@@ -33,6 +33,7 @@ rule audit_baselines:
     params:
         seed=config["seed"],
         confidence=config["evaluation"]["confidence"],
+        match_on=config["sampling"]["match_on"],
     script:
         "../scripts/audit_baselines.py"
 

@@ -71,7 +71,12 @@ def run(inputs: dict[str, Any], outputs: dict[str, str], params: dict[str, Any])
     LOGGER.info("image statistics for %d cohort images", len(cohort_qc))
     image_stats = audit.collect_image_statistics(cohort_qc)
     baselines, predictions = audit.run_baselines(
-        split_table, descriptors, image_stats, int(params["seed"]), confidence
+        split_table,
+        descriptors,
+        image_stats,
+        int(params["seed"]),
+        confidence,
+        matched=tuple(params.get("match_on", ("age", "sex"))),
     )
 
     curves = {

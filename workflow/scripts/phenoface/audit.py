@@ -89,7 +89,7 @@ BASELINE_COLUMNS = [
 
 BASELINE_DESCRIPTIONS = {
     "descriptor": "logistic regression on the standardised 128-d dlib face descriptor",
-    "age_sex": "logistic regression on age (continuous) and sex only",
+    "age_sex": "logistic regression on the matched variables only (age continuous; sex when matched)",
     "image_statistics": "logistic regression on image acquisition statistics (no face content)",
     "reference_sheet": "trained model: second healthy sheet (positive) vs held-out pool controls",
 }
@@ -254,12 +254,20 @@ def labels_from_group(groups: pd.Series) -> np.ndarray:
     return (values == "case").to_numpy(dtype=int)
 
 
-def age_sex_matrix(table: pd.DataFrame) -> np.ndarray:
-    """Columns age (years) and sex (M = 1, F = 0, anything else NaN)."""
-    sex = table["sex"].astype(str).str.upper().map({"M": 1.0, "F": 0.0})
-    return np.column_stack(
-        [pd.to_numeric(table["age"], errors="coerce").to_numpy(float), sex.to_numpy(float)]
-    )
+def age_sex_matrix(table: pd.DataFrame, variables: tuple[str, ...] = ("age", "sex")) -> np.ndarray:
+    """Columns for the matched variables: age (years) and/or sex (M = 1, F = 0, else NaN).
+
+    Only the variables the cohort was matched on belong here: a variable that
+    was not matched (sex when matching on age only) may be the phenotype itself.
+    """
+    columns = {
+        "age": lambda: pd.to_numeric(table["age"], errors="coerce").to_numpy(float),
+        "sex": lambda: table["sex"].astype(str).str.upper().map({"M": 1.0, "F": 0.0}).to_numpy(float),
+    }
+    unknown = [v for v in variables if v not in columns]
+    if unknown or not variables:
+        raise ValueError(f"variables must be a non-empty subset of age, sex; got {variables}")
+    return np.column_stack([columns[v]() for v in variables])
 
 
 def _baseline_row(
@@ -288,6 +296,7 @@ def run_baselines(
     image_stats: pd.DataFrame,
     seed: int,
     confidence: float = 0.95,
+    matched: tuple[str, ...] = ("age", "sex"),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit the three data baselines on the train split, score the test split.
 
@@ -302,6 +311,11 @@ def run_baselines(
         image in ``split_table``.
     seed : int
         Seed for the solvers.
+    confidence : float
+        Level of the DeLong intervals.
+    matched : tuple of str
+        The variables the cohort was matched on (``sampling.match_on``): the
+        ``age_sex`` baseline uses only these.
 
     Returns
     -------
@@ -330,7 +344,7 @@ def run_baselines(
             raise PhenofaceError(f"the {part} split holds one group only; baselines need cases and controls.")
     inputs = {
         "descriptor": np.asarray(descriptors, dtype=float),
-        "age_sex": age_sex_matrix(split_table),
+        "age_sex": age_sex_matrix(split_table, tuple(matched)),
         "image_statistics": stats_by_id.loc[split_table["image_id"], IMAGE_STAT_FEATURES].to_numpy(float),
     }
     rows = []

@@ -1,0 +1,127 @@
+"""Proxy case/control studies on UTKFace, run end to end through Snakemake.
+
+There are no cancer faces to share, so two proxy "phenotypes" with a known
+answer stand in (issue 5):
+
+A   cases = women, pool = men, matched on age only (10-year bins). The model
+    must find sex; the age-only baseline must stay near 0.5. UTKFace has more
+    young women than men, so `allow_shortfall` draws what exists.
+B   cases = ethnicity `asian`, pool = everyone else, matched on age and sex
+    (10-year bins). Most Asian faces here are children, so 10-year bins leave
+    a residual age imbalance that the age+sex baseline shows;
+B5  as B with 5-year bins, which brings it back towards 0.5.
+
+Each study writes its own working folder under --work and prints the model's
+AUC (DeLong CI), accuracy, the baselines and the repeats. Rerun:
+
+    .venv/bin/python bench/proxy_studies.py --work /tmp/proxy [--studies A B B5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+UTK = REPO.parent / "shared" / "data" / "utkface"
+TEN_YEAR = [0, 10, 20, 30, 40, 50, 60, 70]
+FIVE_YEAR = list(range(0, 75, 5))
+
+STUDIES = {
+    "A": dict(case=lambda m: m["sex"] == "F", match_on=["age"], age_bins=TEN_YEAR, allow_shortfall=True),
+    "B": dict(case=lambda m: m["ethnicity"] == "asian", match_on=["age", "sex"], age_bins=TEN_YEAR),
+    "B5": dict(case=lambda m: m["ethnicity"] == "asian", match_on=["age", "sex"], age_bins=FIVE_YEAR),
+}
+
+
+def write_sheets(folder: Path, meta: pd.DataFrame, is_case: pd.Series) -> tuple[Path, Path]:
+    """Cases and pool sheets with absolute image paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame({"image": [str(UTK / i) for i in meta["image"]], "age": meta["age"], "sex": meta["sex"]})
+    cases, pool = folder / "cases.csv", folder / "pool.csv"
+    table[is_case].to_csv(cases, index=False)
+    table[~is_case].to_csv(pool, index=False)
+    return cases, pool
+
+
+def run_study(name: str, work: Path, cores: int, repeats: int) -> dict:
+    """Run one study through Snakemake and return its metrics.json."""
+    spec = STUDIES[name]
+    meta = pd.read_csv(UTK / "metadata.csv", keep_default_na=False)
+    folder = work / name
+    cases, pool = write_sheets(folder, meta, spec["case"](meta))
+    config = {
+        "cases": str(cases),
+        "reference_pool": str(pool),
+        "sampling": {
+            "match_on": spec["match_on"],
+            "age_bins": spec["age_bins"],
+            "allow_shortfall": spec.get("allow_shortfall", False),
+        },
+        "evaluation": {"repeats": repeats},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    models = folder / "resources" / "mediapipe"
+    models.mkdir(parents=True, exist_ok=True)
+    for model in (REPO / "resources" / "mediapipe").glob("*.tflite"):
+        shutil.copy2(model, models / model.name)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(folder),
+         "--configfile", str(folder / "config.yaml"), "--cores", str(cores), "--quiet", "all"],
+        check=True, env=env,
+    )  # fmt: skip
+    metrics = json.loads((folder / "results" / "evaluation" / "metrics.json").read_text())
+    metrics["_seconds"] = time.perf_counter() - started
+    metrics["_balance"] = pd.read_csv(folder / "results" / "cohort" / "balance.csv").to_dict("records")
+    return metrics
+
+
+def summary(name: str, m: dict) -> str:
+    """One block of figures for a study."""
+    b = m["baselines"]
+    rep = m.get("repeats") or {}
+    smd = {r["measure"]: r["value"] for r in m["_balance"]}
+    lines = [
+        f"study {name}: n_train {m['n_train']}, n_test {m['n_test']} ({m['n_test_case']} cases), "
+        f"{m['_seconds']:.0f} s",
+        f"  model AUC {m['auc']:.3f} [{m['auc_ci_low']:.3f}, {m['auc_ci_high']:.3f}], accuracy {m['accuracy']:.3f}, "
+        f"brier {m['brier']:.3f}",
+        f"  baselines: descriptor {b['descriptor']['auc']:.3f}, matched age/sex {b['age_sex']['auc']:.3f} "
+        f"[{b['age_sex']['auc_ci_low']:.3f}, {b['age_sex']['auc_ci_high']:.3f}], "
+        f"image statistics {b['image_statistics']['auc']:.3f}",
+        f"  balance: SMD age {float(smd.get('smd_age', float('nan'))):.3f}, "
+        f"SMD sex {float(smd.get('smd_sex_female', float('nan'))):.3f}",
+    ]
+    if rep:
+        lines.append(
+            f"  repeats (n={rep['n']}): AUC mean {rep['auc_mean']:.3f}, SD {rep['auc_sd']:.3f}, "
+            f"range {rep['auc_min']:.3f}-{rep['auc_max']:.3f}"
+        )
+    lines += [f"  warning: {w}" for w in m.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    for name in args.studies:
+        print(summary(name, run_study(name, args.work, args.cores, args.repeats)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

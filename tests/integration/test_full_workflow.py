@@ -1,0 +1,71 @@
+"""The whole workflow on a small UTKFace proxy study: features, split, training, evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from .conftest import write_sheet
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def proxy_sheets(utkface_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Cases: 60 adult women; pool: 150 adult men (sex is the 'phenotype'; matched on age)."""
+    meta = pd.read_csv(utkface_dir / "metadata.csv", keep_default_na=False)
+    adults = meta[(meta["age"] >= 20) & (meta["age"] < 60) & (meta["in_dev_set"] == "")]
+
+    def rows(table: pd.DataFrame) -> list[dict]:
+        return [{"image": str(utkface_dir / r.image), "age": r.age, "sex": r.sex} for r in table.itertuples()]
+
+    women = adults[adults["sex"] == "F"].head(60)
+    men = adults[adults["sex"] == "M"].head(150)
+    return write_sheet(tmp_path / "cases.csv", rows(women)), write_sheet(tmp_path / "pool.csv", rows(men))
+
+
+def test_end_to_end_is_complete_and_reproducible(make_workflow, proxy_sheets) -> None:
+    """All targets build; features cover every ok chip; metrics are sane and identical on a rerun."""
+    cases, pool = proxy_sheets
+    flow = make_workflow(
+        "full",
+        {
+            "cases": str(cases),
+            "reference_pool": str(pool),
+            "sampling": {"match_on": ["age"], "allow_shortfall": True},
+            "evaluation": {"repeats": 2, "n_bootstrap": 200},
+        },
+    )
+    flow.run("all")
+    qc = pd.read_csv(flow.path("results/qc/preprocess.tsv"), sep="\t", keep_default_na=False)
+    features = np.load(flow.path("results/features/features.npz"))
+    ok_ids = sorted(qc.loc[qc["status"] == "ok", "image_id"])
+    assert list(features["image_id"]) == ok_ids
+    assert features["pooled"].shape == (len(ok_ids), 256) and features["pooled"].dtype == np.float32
+    assert features["descriptor"].shape == (len(ok_ids), 128)
+    assert np.all(features["pooled"] >= 0)  # average of ReLU outputs
+
+    split = pd.read_csv(flow.path("results/split/cohort_split.csv"), keep_default_na=False)
+    assert set(split["split"]) == {"train", "test"}
+    sides = split.groupby("identity_group")["split"].nunique()
+    assert (sides == 1).all()
+
+    metrics_path = flow.path("results/evaluation/metrics.json")
+    metrics = json.loads(metrics_path.read_text())
+    for key in ("auc", "auc_ci_low", "auc_ci_high", "accuracy", "n_test", "baselines", "warnings"):
+        assert key in metrics
+    assert metrics["auc_ci_low"] <= metrics["auc"] <= metrics["auc_ci_high"]
+    assert metrics["n_test"] == int((split["split"] == "test").sum())
+    assert metrics["auc"] > 0.8  # sex from a face is easy even for 60 cases
+    assert set(metrics["baselines"]) >= {"descriptor", "age_sex", "image_statistics"}
+    assert isinstance(metrics["warnings"], list)
+    predictions = pd.read_csv(flow.path("results/evaluation/predictions.csv"))
+    assert predictions["prob"].between(0, 1).all()
+
+    before = metrics_path.read_bytes()
+    flow.run("all", "--forcerun", "split_cohort")
+    assert metrics_path.read_bytes() == before
