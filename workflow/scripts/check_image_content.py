@@ -2,23 +2,15 @@
 
 import logging
 
-import pandas as pd
-
 from phenoface.errors import PhenofaceError
 from phenoface.io import write_table
 from phenoface.runtime import setup_logging
-from phenoface.sheets import file_sha256, find_duplicate_content, read_sheet
+from phenoface.sheets import file_sha256, find_duplicate_content, read_all_sheets
 
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    table = pd.concat(
-        [
-            read_sheet(snakemake.input.cases, "cases", check_files=False),
-            read_sheet(snakemake.input.pool, "pool", check_files=False),
-        ],
-        ignore_index=True,
-    )
+    table = read_all_sheets(snakemake.input.cases, snakemake.input.pool)
     digests = []
     for row in table.itertuples():
         try:
@@ -34,7 +26,6 @@ def main(snakemake) -> None:
         snakemake.output.table,
         table[["image_id", "sheet", "row", "path"]].assign(sha256=digests),
     )
-
 
 if __name__ == "__main__":
     main(snakemake)  # noqa: F821 (injected by Snakemake)

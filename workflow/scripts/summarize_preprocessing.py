@@ -7,18 +7,12 @@ import pandas as pd
 from phenoface.io import write_png, write_table
 from phenoface.preprocess import contact_sheet, summarize_qc
 from phenoface.runtime import make_rng, setup_logging
-from phenoface.sheets import read_sheet
+from phenoface.sheets import read_all_sheets
 
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    sheets = pd.concat(
-        [
-            read_sheet(snakemake.input.cases, "cases", check_files=False),
-            read_sheet(snakemake.input.pool, "pool", check_files=False),
-        ],
-        ignore_index=True,
-    )
+    sheets = read_all_sheets(snakemake.input.cases, snakemake.input.pool)
     shards = [pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""]) for path in snakemake.input.qc]
     table = summarize_qc(sheets, shards)
     counts = table.groupby(["sheet", "status"]).size()

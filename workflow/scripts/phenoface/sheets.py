@@ -217,3 +217,11 @@ def n_shards_for(n_images: int, shard_size: int) -> int:
     """Power-of-two shard count giving about ``shard_size`` images per shard."""
     wanted = max(1, math.ceil(n_images / max(1, shard_size)))
     return 1 << math.ceil(math.log2(wanted))
+
+
+def read_all_sheets(cases: str | os.PathLike, pool: str | os.PathLike, check_files: bool = False) -> pd.DataFrame:
+    """Both sheets as one table (cases first), as downstream rules re-read them."""
+    return pd.concat(
+        [read_sheet(cases, "cases", check_files=check_files), read_sheet(pool, "pool", check_files=check_files)],
+        ignore_index=True,
+    )
