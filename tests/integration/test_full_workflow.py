@@ -15,29 +15,41 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def proxy_sheets(utkface_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """Cases: 60 adult women; pool: 150 adult men (sex is the 'phenotype'; matched on age)."""
+def proxy_sheets(utkface_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """Cases: 60 adult women; pool: 150 adult men (sex is the 'phenotype'; matched on age).
+
+    Plus an external labelled sheet (12 other women as cases, 12 other men as
+    controls) and a reference sheet (12 other men).
+    """
     meta = pd.read_csv(utkface_dir / "metadata.csv", keep_default_na=False)
     adults = meta[(meta["age"] >= 20) & (meta["age"] < 60) & (meta["in_dev_set"] == "")]
 
     def rows(table: pd.DataFrame) -> list[dict]:
         return [{"image": str(utkface_dir / r.image), "age": r.age, "sex": r.sex} for r in table.itertuples()]
 
-    women = adults[adults["sex"] == "F"].head(60)
-    men = adults[adults["sex"] == "M"].head(150)
-    return write_sheet(tmp_path / "cases.csv", rows(women)), write_sheet(tmp_path / "pool.csv", rows(men))
+    women = adults[adults["sex"] == "F"]
+    men = adults[adults["sex"] == "M"]
+    external = [dict(r, group="case") for r in rows(women.iloc[60:72])]
+    external += [dict(r, group="control") for r in rows(men.iloc[150:162])]
+    return (
+        write_sheet(tmp_path / "cases.csv", rows(women.head(60))),
+        write_sheet(tmp_path / "pool.csv", rows(men.head(150))),
+        write_sheet(tmp_path / "external.csv", external),
+        write_sheet(tmp_path / "reference.csv", rows(men.iloc[162:174])),
+    )
 
 
 def test_end_to_end_is_complete_and_reproducible(make_workflow, proxy_sheets) -> None:
     """All targets build; features cover every ok chip; metrics are sane and identical on a rerun."""
-    cases, pool = proxy_sheets
+    cases, pool, external, reference = proxy_sheets
     flow = make_workflow(
         "full",
         {
             "cases": str(cases),
             "reference_pool": str(pool),
             "sampling": {"match_on": ["age"], "allow_shortfall": True},
-            "evaluation": {"repeats": 2, "n_bootstrap": 200},
+            "evaluation": {"repeats": 2, "n_bootstrap": 200, "external": [str(external)]},
+            "audit": {"reference_sheet": str(reference)},
         },
     )
     flow.run("all")
@@ -63,6 +75,13 @@ def test_end_to_end_is_complete_and_reproducible(make_workflow, proxy_sheets) ->
     assert metrics["auc"] > 0.8  # sex from a face is easy even for 60 cases
     assert set(metrics["baselines"]) >= {"descriptor", "age_sex", "image_statistics"}
     assert isinstance(metrics["warnings"], list)
+    assert metrics["repeats"]["n"] == 2
+    external_qc = pd.read_csv(flow.path("results/external/external/qc.tsv"), sep="\t", keep_default_na=False)
+    assert len(external_qc) == 24
+    scored = metrics["external"]["external"]
+    assert scored["n"] == int((external_qc["status"] == "ok").sum()) and scored["auc"] > 0.8
+    assert metrics["baselines"]["reference_sheet"]["status"] == "ok"
+    assert metrics["baselines"]["reference_sheet"]["auc"] < 0.9  # men vs men: not separable by sex
     predictions = pd.read_csv(flow.path("results/evaluation/predictions.csv"))
     assert predictions["prob"].between(0, 1).all()
 

@@ -92,7 +92,7 @@ def test_same_image_in_both_sheets_is_rejected(sheet_dir: Path) -> None:
     """One file listed as case and control stops with both row numbers."""
     cases = read_sheet(write(sheet_dir / "cases.csv", "image,age,sex\nimg dir/a.jpg,34,F\n"), "cases")
     pool = read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/c.jpg,3,M\nimg dir/a.jpg,34,F\n"), "pool")
-    with pytest.raises(PhenofaceError, match=r"cases sheet \(row 2\).*pool \(row 3\)"):
+    with pytest.raises(PhenofaceError, match=r"cases sheet \(row 2\).*pool sheet \(row 3\)"):
         check_sheets_disjoint(cases, pool)
 
 
@@ -124,3 +124,24 @@ def test_shards_are_stable_when_images_are_added() -> None:
     assert all(before[i] == after[i] for i in ids)
     sizes = pd.Series(list(before.values())).value_counts()
     assert len(sizes) == 8 and sizes.max() < 30
+
+
+def test_external_sheet_needs_a_group(sheet_dir: Path) -> None:
+    """An external validation sheet needs group = case|control on every row."""
+    good = read_sheet(write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/a.jpg,34,F,Case\n"), "external")
+    assert list(good["group"]) == ["case"]
+    with pytest.raises(PhenofaceError, match="row 2, column group"):
+        read_sheet(write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/a.jpg,34,F,sick\n"), "external")
+    with pytest.raises(PhenofaceError, match="missing column"):
+        read_sheet(write(sheet_dir / "ext.csv", "image,age,sex\nimg dir/a.jpg,34,F\n"), "external")
+
+
+def test_validation_sheet_may_not_reuse_a_training_image(sheet_dir: Path) -> None:
+    """An image both in the pool and in an external sheet is rejected (it would leak)."""
+    pool = read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/a.jpg,34,F\n"), "pool")
+    external = read_sheet(
+        write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/c.jpg,3,M,case\nimg dir/a.jpg,34,F,control\n"),
+        "external",
+    )
+    with pytest.raises(PhenofaceError, match=r"pool sheet \(row 2\).*external sheet \(row 3\)"):
+        check_sheets_disjoint(pool, external)

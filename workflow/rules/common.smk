@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -15,34 +16,71 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 
 wildcard_constraints:
-    batch=r"cases|pool_r\d+",
+    batch=r"cases|pool_r\d+|ext_\w+|reference",
     shard=r"\d{4}",
     round=r"\d+",
+    name=r"\w+",
+
+
+def sheet_name(path):
+    """Wildcard-safe name of an external sheet, from its file stem."""
+    return re.sub(r"\W+", "_", Path(path).stem).strip("_") or "sheet"
+
+
+def with_shards(table):
+    """The table with a ``shard`` column (hash buckets of its image ids)."""
+    shard_size = config["preprocess"]["shard_size"]
+    shards = assign_shards(list(table["image_id"]), shard_size)
+    return table.assign(shard=[f"{s:04d}" for s in shards])
 
 
 def load_sheets():
-    """Read both sample sheets, turning user errors into one clean message."""
+    """Read every sample sheet, turning user errors into one clean message.
+
+    Returns the cases, the pool and the sheets preprocessed as whole batches
+    (cases, each external validation sheet as ``ext_<name>``, the optional
+    reference sheet as ``reference``), each with a ``shard`` column.
+    """
+    external_paths = config["evaluation"]["external"]
+    names = [sheet_name(path) for path in external_paths]
+    if len(set(names)) != len(names):
+        raise WorkflowError(
+            f"evaluation.external: sheet file names must differ (got {names}); rename the files."
+        )
     try:
         cases = read_sheet(config["cases"], "cases")
         pool = read_sheet(config["reference_pool"], "pool")
-        check_sheets_disjoint(cases, pool)
+        batches = {"cases": cases}
+        for name, path in zip(names, external_paths):
+            batches[f"ext_{name}"] = read_sheet(path, "external")
+        if config["audit"]["reference_sheet"]:
+            batches["reference"] = read_sheet(
+                config["audit"]["reference_sheet"], "reference"
+            )
+        check_sheets_disjoint(pool, *batches.values())
     except PhenofaceError as error:
         raise WorkflowError(str(error)) from None
-    cases["shard"] = [
-        f"{s:04d}"
-        for s in assign_shards(
-            list(cases["image_id"]), config["preprocess"]["shard_size"]
-        )
-    ]
-    return cases, pool
+    batches = {batch: with_shards(table) for batch, table in batches.items()}
+    return batches["cases"], pool, batches
 
 
-CASES, POOL = load_sheets()
-SHEET_ROWS = pd.concat([CASES, POOL], ignore_index=True).set_index("image_id")
+CASES, POOL, BATCHES = load_sheets()
+EXTERNAL = {sheet_name(path): path for path in config["evaluation"]["external"]}
+SHEET_ROWS = pd.concat([POOL, *BATCHES.values()], ignore_index=True).set_index(
+    "image_id"
+)
 MASK_MODELS = {
     "face_mesh": "resources/mediapipe/face_landmark.tflite",
     "portrait": "resources/mediapipe/selfie_segmentation.tflite",
 }
+
+
+def get_validation_sheets():
+    """``{path: kind}`` of the external and reference sheets (checked for duplicate content too)."""
+    sheets = {path: "external" for path in config["evaluation"]["external"]}
+    if config["audit"]["reference_sheet"]:
+        sheets[config["audit"]["reference_sheet"]] = "reference"
+    return sheets
 
 
 def get_dlib_model(name):
@@ -79,9 +117,10 @@ def get_pool_rounds(last=None):
 
 def get_shard_members(wildcards):
     """Rows (image_id, sheet, path) of one preprocessing shard."""
-    if wildcards.batch == "cases":
-        members = CASES.loc[
-            CASES["shard"] == wildcards.shard, ["image_id", "sheet", "path"]
+    if wildcards.batch in BATCHES:
+        table = BATCHES[wildcards.batch]
+        members = table.loc[
+            table["shard"] == wildcards.shard, ["image_id", "sheet", "path"]
         ]
     else:
         candidates = read_candidates(int(wildcards.batch.removeprefix("pool_r")))
@@ -97,22 +136,46 @@ def get_shard_images(wildcards):
 
 def shard_paths(pattern):
     """``pattern`` formatted for every shard of the cases and of each pool round."""
-    paths = [
-        pattern.format(batch="cases", shard=shard)
-        for shard in sorted(CASES["shard"].unique())
-    ]
+    paths = batch_paths(pattern, "cases")
     for round_, candidates in get_pool_rounds():
         for shard in sorted(candidates["shard"].unique()):
             paths.append(pattern.format(batch=f"pool_r{round_}", shard=shard))
     return paths
 
 
+def batch_paths(pattern, batch):
+    """``pattern`` formatted for every shard of a whole-sheet batch."""
+    shards = sorted(BATCHES[batch]["shard"].unique())
+    return [pattern.format(batch=batch, shard=shard) for shard in shards]
+
+
 def get_case_qc_tables(wildcards):
     """QC tables of every case shard."""
-    return [
-        f"results/preprocess/cases/{shard}.tsv"
-        for shard in sorted(CASES["shard"].unique())
-    ]
+    return batch_paths("results/preprocess/{batch}/{shard}.tsv", "cases")
+
+
+def get_sheet_batch(wildcards):
+    """The batch of a validation sheet: ``ext_<name>`` or ``reference``."""
+    return f"ext_{wildcards.name}" if "name" in wildcards.keys() else "reference"
+
+
+def get_sheet_qc_tables(wildcards):
+    """QC tables of a validation sheet's shards."""
+    return batch_paths(
+        "results/preprocess/{batch}/{shard}.tsv", get_sheet_batch(wildcards)
+    )
+
+
+def get_sheet_feature_shards(wildcards):
+    """Feature files of a validation sheet's shards."""
+    return batch_paths(
+        "results/features/{batch}/{shard}.npz", get_sheet_batch(wildcards)
+    )
+
+
+def get_external_sheet(wildcards):
+    """The CSV of external validation sheet ``wildcards.name``."""
+    return EXTERNAL[wildcards.name]
 
 
 def get_earlier_pool_qc_tables(wildcards):

@@ -76,11 +76,11 @@ rule evaluate_classifier:
         ),
         external_features=expand(
             "results/external/{name}/features.npz",
-            name=[Path(sheet).stem for sheet in config["evaluation"]["external"]],
+            name=list(EXTERNAL),
         ),
         external_labels=expand(
             "results/external/{name}/labels.csv",
-            name=[Path(sheet).stem for sheet in config["evaluation"]["external"]],
+            name=list(EXTERNAL),
         ),
     output:
         metrics="results/evaluation/metrics.json",
@@ -108,6 +108,6 @@ rule evaluate_classifier:
         calibration_bins=config["evaluation"]["calibration_bins"],
         warn_auc=config["audit"]["warn_auc"],
         age_sex_range=config["audit"]["age_sex_range"],
-        external_names=[Path(sheet).stem for sheet in config["evaluation"]["external"]],
+        external_names=list(EXTERNAL),
     script:
         "../scripts/evaluate_classifier.py"

@@ -55,3 +55,46 @@ rule merge_features:
         mem_mb=1000,
     script:
         "../scripts/merge_features.py"
+
+
+rule collect_external_sheet:
+    input:
+        sheet=get_external_sheet,
+        qc=get_sheet_qc_tables,
+        shards=get_sheet_feature_shards,
+    output:
+        features="results/external/{name}/features.npz",
+        labels="results/external/{name}/labels.csv",
+        qc="results/external/{name}/qc.tsv",
+    log:
+        "logs/collect_external_sheet/{name}.log",
+    conda:
+        "../../envs/features.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/collect_sheet_features.py"
+
+
+rule collect_reference_sheet:
+    input:
+        sheet=branch(
+            config["audit"]["reference_sheet"] is not None,
+            then=config["audit"]["reference_sheet"],
+        ),
+        qc=get_sheet_qc_tables,
+        shards=get_sheet_feature_shards,
+    output:
+        features="results/reference/features.npz",
+        labels="results/reference/labels.csv",
+        qc="results/reference/qc.tsv",
+    log:
+        "logs/collect_reference_sheet.log",
+    conda:
+        "../../envs/features.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/collect_sheet_features.py"

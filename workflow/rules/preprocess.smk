@@ -2,6 +2,7 @@ rule check_image_content:
     input:
         cases=config["cases"],
         pool=config["reference_pool"],
+        others=list(get_validation_sheets()),
     output:
         table="results/qc/image_checks.tsv",
     log:
@@ -12,6 +13,8 @@ rule check_image_content:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        others=get_validation_sheets(),
     script:
         "../scripts/check_image_content.py"
 

@@ -10,7 +10,7 @@ from phenoface.sheets import file_sha256, find_duplicate_content, read_all_sheet
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    table = read_all_sheets(snakemake.input.cases, snakemake.input.pool)
+    table = read_all_sheets(snakemake.input.cases, snakemake.input.pool, snakemake.params.others)
     digests = []
     for row in table.itertuples():
         try:

@@ -4,7 +4,8 @@ The demo needs no data of its own: it uses portraits that ship inside
 registry packages (scikit-image's ``astronaut``, matplotlib's
 ``grace_hopper``) and non-face pictures (scikit-image's ``chelsea`` cat and
 ``coffee``), plus simple variants of the portraits (mirror, small rotation,
-crop, brightness) so each sheet has a few rows. The ages are illustrative,
+crop, brightness) so each sheet has a few rows, and held-out re-takes for an
+external validation sheet and a reference sheet. The ages are illustrative,
 not the sitters' ages. Usage::
 
     python workflow/scripts/make_demo_sheets.py DEMO_DIR
@@ -66,6 +67,18 @@ def make_demo(out_dir: Path) -> Path:
         file = f"hopper_{name}.jpg"
         variant.save(images_dir / file, quality=92)
         pool.append(f"images/{file},{43 + index % 4},F,")
+    # Held-out re-takes for the external validation and reference sheets.
+    external, reference = ["image,age,sex,group"], ["image,age,sex"]
+    for person, group, age in (("astronaut", "case", 45), ("hopper", "control", 44)):
+        file = f"{person}_external.jpg"
+        sources[person].rotate(3, resample=Image.Resampling.BICUBIC).save(images_dir / file, quality=80)
+        external.append(f"images/{file},{age},F,{group}")
+    for contrast in (0.8, 1.3):
+        file = f"hopper_reference_{int(contrast * 10)}.jpg"
+        ImageEnhance.Contrast(sources["hopper"]).enhance(contrast).save(images_dir / file, quality=85)
+        reference.append(f"images/{file},45,F")
+    write_text(out_dir / "external.csv", "\n".join(external) + "\n")
+    write_text(out_dir / "reference.csv", "\n".join(reference) + "\n")
     for name in ("cat", "coffee"):
         file = f"{name}.png"
         sources[name].save(images_dir / file)
@@ -84,7 +97,8 @@ def make_demo(out_dir: Path) -> Path:
         "# The demo's faces are variants of two photos: at dlib's 0.6 every case would be one\n"
         "# person and could not be split; a tiny threshold treats each variant as its own.\n"
         "split:\n  identity_threshold: 0.01\n"
-        "evaluation:\n  repeats: 2\n",
+        "evaluation:\n  repeats: 2\n  external: [external.csv]\n"
+        "audit:\n  reference_sheet: reference.csv\n",
     )
     return config
 

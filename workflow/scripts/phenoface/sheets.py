@@ -24,7 +24,17 @@ from .errors import PhenofaceError
 REQUIRED_COLUMNS = ("image", "age", "sex")
 SEX_CODES = ("M", "F")
 MAX_AGE = 130
-SHEET_KINDS = ("cases", "pool")
+SHEET_KINDS = ("cases", "pool", "external", "reference")
+#: The config key that names each kind of sheet (for error messages).
+CONFIG_KEYS = {
+    "cases": "cases",
+    "pool": "reference_pool",
+    "external": "evaluation.external",
+    "reference": "audit.reference_sheet",
+}
+#: Sheet kinds whose rows may leave sex empty.
+SEX_OPTIONAL = ("pool", "reference")
+GROUPS = ("case", "control")
 
 
 def _line(index: int) -> int:
@@ -53,8 +63,10 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
     ----------
     path : path-like
         The CSV sheet.
-    sheet_kind : {"cases", "pool"}
-        Cases must have a sex for every row; a pool may leave it empty.
+    sheet_kind : {"cases", "pool", "external", "reference"}
+        Cases and external sheets must have a sex for every row; a pool and
+        a reference sheet may leave it empty. An external (labelled
+        validation) sheet also needs a ``group`` column (case|control).
     check_files : bool
         Check that every image file exists and is a readable file.
 
@@ -72,7 +84,7 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
     label = f"{sheet_kind} sheet {sheet_path}"
     if not sheet_path.is_file():
         raise PhenofaceError(
-            f"{label}: file not found. Set `{'cases' if sheet_kind == 'cases' else 'reference_pool'}` "
+            f"{label}: file not found. Set `{CONFIG_KEYS[sheet_kind]}` "
             "in config/config.yaml to an existing CSV sheet."
         )
     try:
@@ -82,11 +94,12 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise PhenofaceError(f"{label}: cannot be read as CSV ({error}). Fix the CSV syntax.") from None
     table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    required = REQUIRED_COLUMNS + (("group",) if sheet_kind == "external" else ())
+    missing = [c for c in required if c not in table.columns]
     if missing:
         raise PhenofaceError(
             f"{label}: missing column(s) {', '.join(missing)}; found {', '.join(table.columns)}. "
-            "A sheet needs the columns image, age, sex (and optionally subject_id)."
+            f"A {sheet_kind} sheet needs the columns {', '.join(required)} (and optionally subject_id)."
         )
     if table.empty:
         raise PhenofaceError(f"{label}: has a header but no rows. Add at least one image row.")
@@ -118,10 +131,15 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
                 f"between 0 and {MAX_AGE}. Fix or remove the row."
             )
         sex = str(table.at[index, "sex"]).strip().upper()
-        if sex not in SEX_CODES and not (sex == "" and sheet_kind == "pool"):
-            allowed = "M or F" if sheet_kind == "cases" else "M, F or empty"
+        if sex not in SEX_CODES and not (sex == "" and sheet_kind in SEX_OPTIONAL):
+            allowed = "M, F or empty" if sheet_kind in SEX_OPTIONAL else "M or F"
             raise PhenofaceError(
                 f"{label}, row {line}, column sex: unknown code {table.at[index, 'sex']!r}. Use {allowed}."
+            )
+        if sheet_kind == "external" and str(table.at[index, "group"]).strip().lower() not in GROUPS:
+            raise PhenofaceError(
+                f"{label}, row {line}, column group: {table.at[index, 'group']!r} is not case or control. "
+                "Label each external image case or control."
             )
         image_path = Path(image)
         if not image_path.is_absolute():
@@ -140,6 +158,8 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
         paths.append(str(image_path))
 
     table["image"] = table["image"].str.strip()
+    if sheet_kind == "external":
+        table["group"] = table["group"].str.strip().str.lower()
     table["age"] = ages
     table["sex"] = sexes
     table["subject_id"] = table["subject_id"].astype(str).str.strip()
@@ -160,18 +180,26 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
     return table[columns + [c for c in table.columns if c not in columns]]
 
 
-def check_sheets_disjoint(cases: pd.DataFrame, pool: pd.DataFrame) -> None:
-    """Raise if one image file is listed in both sheets."""
-    shared = set(cases["path"]) & set(pool["path"])
-    if shared:
-        path = sorted(shared)[0]
-        case_row = int(cases.loc[cases["path"] == path, "row"].iloc[0])
-        pool_row = int(pool.loc[pool["path"] == path, "row"].iloc[0])
-        raise PhenofaceError(
-            f"image {path} is in the cases sheet (row {case_row}) and in the reference pool "
-            f"(row {pool_row}), column image. An image can be a case or a control, not both: "
-            f"remove it from one sheet ({len(shared)} such image(s) in all)."
-        )
+def check_sheets_disjoint(*tables: pd.DataFrame) -> None:
+    """Raise if one image file is listed in two sheets (cases, pool, validation sheets).
+
+    An image in two roles would be counted twice or leak from training into
+    validation.
+    """
+    for first_index, first in enumerate(tables):
+        for second in tables[first_index + 1 :]:
+            shared = set(first["path"]) & set(second["path"])
+            if not shared:
+                continue
+            path = sorted(shared)[0]
+            first_row = int(first.loc[first["path"] == path, "row"].iloc[0])
+            second_row = int(second.loc[second["path"] == path, "row"].iloc[0])
+            first_kind, second_kind = first["sheet"].iloc[0], second["sheet"].iloc[0]
+            raise PhenofaceError(
+                f"image {path} is in the {first_kind} sheet (row {first_row}) and in the {second_kind} sheet "
+                f"(row {second_row}), column image. An image can have one role only: "
+                f"remove it from one sheet ({len(shared)} such image(s) in all)."
+            )
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -219,9 +247,13 @@ def n_shards_for(n_images: int, shard_size: int) -> int:
     return 1 << math.ceil(math.log2(wanted))
 
 
-def read_all_sheets(cases: str | os.PathLike, pool: str | os.PathLike, check_files: bool = False) -> pd.DataFrame:
-    """Both sheets as one table (cases first), as downstream rules re-read them."""
-    return pd.concat(
-        [read_sheet(cases, "cases", check_files=check_files), read_sheet(pool, "pool", check_files=check_files)],
-        ignore_index=True,
-    )
+def read_all_sheets(
+    cases: str | os.PathLike,
+    pool: str | os.PathLike,
+    others: dict[str, str | os.PathLike] | None = None,
+    check_files: bool = False,
+) -> pd.DataFrame:
+    """All sheets as one table (cases, pool, then ``others`` given as ``{path: kind}``)."""
+    tables = [read_sheet(cases, "cases", check_files=check_files), read_sheet(pool, "pool", check_files=check_files)]
+    tables += [read_sheet(path, kind, check_files=check_files) for path, kind in (others or {}).items()]
+    return pd.concat(tables, ignore_index=True)
