@@ -1,3 +1,4 @@
+import os
 import re
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from phenoface.models import dlib_model_path
 from phenoface.sheets import assign_shards, check_sheets_disjoint, read_sheet
 
 validate(config, schema="../schemas/config.schema.yaml")
+# TensorFlow's C++ start-up chatter would bury each job's log; warnings still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 wildcard_constraints:
@@ -81,6 +84,11 @@ def get_validation_sheets():
     if config["audit"]["reference_sheet"]:
         sheets[config["audit"]["reference_sheet"]] = "reference"
     return sheets
+
+
+def faces_in_report(path, **kwargs):
+    """``path`` as a report item only when the user asked for faces in the report."""
+    return report(path, **kwargs) if config["report"]["show_faces"] else path
 
 
 def get_dlib_model(name):

@@ -20,7 +20,11 @@ rule audit_baselines:
     output:
         baselines="results/evaluation/baselines.csv",
         image_stats="results/evaluation/image_stats.csv",
-        roc_png="results/evaluation/baselines_roc.png",
+        roc_png=report(
+            "results/evaluation/baselines_roc.png",
+            caption="../report/baselines_roc.rst",
+            category="Evaluation",
+        ),
     log:
         "logs/audit_baselines.log",
     benchmark:
@@ -88,8 +92,16 @@ rule evaluate_classifier:
         subgroups="results/evaluation/metrics_by_subgroup.csv",
         calibration="results/evaluation/calibration.csv",
         external="results/evaluation/external.csv",
-        roc_png="results/evaluation/roc.png",
-        calibration_png="results/evaluation/calibration.png",
+        roc_png=report(
+            "results/evaluation/roc.png",
+            caption="../report/roc.rst",
+            category="Evaluation",
+        ),
+        calibration_png=report(
+            "results/evaluation/calibration.png",
+            caption="../report/calibration.rst",
+            category="Evaluation",
+        ),
     log:
         "logs/evaluate_classifier.log",
     benchmark:

@@ -51,7 +51,7 @@ rule summarize_preprocessing:
         qc=get_qc_tables,
     output:
         qc="results/qc/preprocess.tsv",
-        contact_sheet=report(
+        contact_sheet=faces_in_report(
             "results/qc/contact_sheet.png",
             caption="../report/contact_sheet.rst",
             category="Quality control",

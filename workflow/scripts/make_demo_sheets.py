@@ -14,6 +14,7 @@ not the sitters' ages. Usage::
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from PIL import Image, ImageEnhance
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from phenoface.io import write_text  # noqa: E402
+from phenoface.runtime import setup_logging  # noqa: E402
 
 
 def portrait_variants(image: Image.Image) -> dict[str, Image.Image]:
@@ -107,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="folder to create the demo in")
     args = parser.parse_args(argv)
+    setup_logging()
     config = make_demo(args.out_dir)
-    print(f"demo written: {config}")
+    logging.getLogger("make_demo_sheets").info("demo written: %s", config)
     return 0
 
 

@@ -104,8 +104,9 @@ def preprocess_image(
                 mask_fraction=float((masked.mask > 0).mean()),
                 eye_dy=float(abs(right[1] - left[1])),
             )
-            if masked.detail:
-                row["detail"] = "; ".join(filter(None, [row["detail"], masked.detail]))
+            if masked.method != getattr(masker, "method", masked.method):
+                # Only a fallback is worth a note; the usual mask detail is in the JSON record.
+                row["detail"] = "; ".join(filter(None, [row["detail"], f"mask fallback: {masked.detail}"]))
     except Exception as error:  # one bad image must never stop the shard
         LOGGER.exception("unexpected failure on %s (%s)", image_id, path)
         row = empty_qc_row(image_id, sheet, path, "error", f"{type(error).__name__}: {error}")
