@@ -24,7 +24,8 @@ demo/config.yaml: $(STAMP) workflow/scripts/make_demo_sheets.py
 
 demo: $(STAMP) demo/config.yaml
 	$(BIN)/snakemake -s $(CURDIR)/Snakefile -d demo --configfile demo/config.yaml --cores $(CORES)
-	@echo "demo results in demo/results (QC table: demo/results/qc/preprocess.tsv)"
+	$(BIN)/snakemake -s $(CURDIR)/Snakefile -d demo --configfile demo/config.yaml --report report.html
+	@echo "demo results in demo/results, report in demo/report.html"
 
 lint: $(STAMP) demo/config.yaml
 	$(BIN)/snakefmt --check Snakefile workflow/rules

@@ -118,4 +118,6 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    main(snakemake)  # noqa: F821
+    from phenoface.runtime import run_main
+
+    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -41,4 +41,6 @@ def main(snakemake) -> None:
 
 
 if __name__ == "__main__":
-    main(snakemake)  # noqa: F821 (injected by Snakemake)
+    from phenoface.runtime import run_main
+
+    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)

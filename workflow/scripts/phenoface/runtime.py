@@ -54,3 +54,21 @@ def describe_device() -> str:
         gpus = tf.config.list_physical_devices("GPU")
         return f"keras backend tensorflow, GPUs: {len(gpus)} ({'GPU' if gpus else 'CPU only'})"
     return f"keras backend {backend}"
+
+
+def run_main(main, snakemake) -> None:
+    """Run an entry script's ``main``; a user error ends it with its message, not a traceback.
+
+    :class:`~phenoface.errors.PhenofaceError` messages already name the file,
+    row or stratum and the fix, so a stack trace would only hide them.
+    """
+    import sys
+
+    from .errors import PhenofaceError
+
+    try:
+        main(snakemake)
+    except PhenofaceError as error:
+        logging.getLogger("phenoface").error("%s", error)
+        sys.stderr.write(f"\nphenoface: {error}\n\n")
+        raise SystemExit(1) from None
