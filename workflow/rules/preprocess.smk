@@ -3,6 +3,7 @@ rule check_image_content:
         cases=config["cases"],
         pool=config["reference_pool"],
         others=list(get_validation_sheets()),
+        images=list(SHEET_ROWS["path"]),
     output:
         table="results/qc/image_checks.tsv",
     log:
