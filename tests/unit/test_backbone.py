@@ -44,28 +44,16 @@ def dat_path() -> str:
 def dlib_chips(faces_dir, dat_path, tmp_path_factory):
     """Aligned 150x150 chips of real faces and dlib's descriptors of them.
 
-    Faces are padded by 25% of their size (UTKFace chips are tight), detected
-    with upsampling 1, landmarked with the 68-point model and cut with
-    ``dlib.get_face_chip(size=150, padding=0.25)``. Returns the npz path
-    (chips) and the (N, 128) dlib descriptors.
+    Chips come from the pipeline's own preprocessing (phenoface.faces) of the
+    first N_IMAGES developer faces. Returns the npz path (chips), the chips and
+    dlib's (N, 128) descriptors of them.
     """
-    import cv2
     import dlib
-    import face_recognition_models
 
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    from phenoface.faces import aligned_chips
+
     recognizer = dlib.face_recognition_model_v1(dat_path)
-    chips = []
-    for path in sorted(faces_dir.glob("*.jpg"))[:N_IMAGES]:
-        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        pad = int(round(0.25 * max(image.shape[:2])))
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        faces = detector(image, 1)
-        if faces:
-            face = max(faces, key=lambda rect: rect.area())
-            chips.append(dlib.get_face_chip(image, predictor(image, face), size=150, padding=0.25))
-    chips = np.stack(chips)
+    chips = aligned_chips(sorted(faces_dir.glob("*.jpg"))[:N_IMAGES])
     descriptors = np.array([recognizer.compute_face_descriptor(chip) for chip in chips], np.float32)
     path = tmp_path_factory.mktemp("chips") / "chips.npz"
     np.savez(path, chips=chips)

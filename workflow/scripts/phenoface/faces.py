@@ -282,3 +282,24 @@ class FacePreprocessor:
         residual = math.atan2(right[1] - left[1], right[0] - left[0])
         dims = self._dlib.chip_dims(details.rows, details.cols)
         return self._dlib.chip_details(details.rect, dims, details.angle + residual)
+
+
+def aligned_chips(paths, limit: int | None = None, **settings) -> np.ndarray:
+    """(N, size, size, 3) uint8 chips of the images in ``paths`` that yield a face.
+
+    Uses :class:`FacePreprocessor` with default settings (overridable by
+    keyword) and dlib's 68-landmark model; stops after ``limit`` chips.
+    """
+    from .models import dlib_model_path
+
+    preprocessor = FacePreprocessor(dlib_model_path("landmarks"), **settings)
+    chips = []
+    for path in paths:
+        result = preprocessor.process_file(path)
+        if result.status == "ok":
+            chips.append(result.chip)
+        if limit is not None and len(chips) == limit:
+            break
+    if not chips:
+        raise ValueError("no face found in any of the given images")
+    return np.stack(chips)

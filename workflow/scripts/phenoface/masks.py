@@ -226,6 +226,20 @@ def apply_mask(chip: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return masked
 
 
+def _square_input(
+    chip: np.ndarray, context: float, size: int, border: int
+) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Pad a chip to a square with ``context`` of border, resize to ``size``, scale to [0, 1]."""
+    height, width = chip.shape[:2]
+    side = int(round(max(height, width) * (1 + 2 * context)))
+    top = (side - height) // 2
+    left = (side - width) // 2
+    padded = cv2.copyMakeBorder(chip, top, side - height - top, left, side - width - left, border, value=0)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    resized = cv2.resize(padded, (size, size), interpolation=interpolation)
+    return (resized.astype(np.float32) / 255.0)[np.newaxis], side / size, (left, top)
+
+
 def mesh_input(
     chip: np.ndarray, context: float = MESH_CONTEXT
 ) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -247,17 +261,7 @@ def mesh_input(
     offset : (int, int)
         (left, top) padding, to subtract when mapping back to the chip.
     """
-    height, width = chip.shape[:2]
-    side = int(round(max(height, width) * (1 + 2 * context)))
-    top = (side - height) // 2
-    left = (side - width) // 2
-    padded = cv2.copyMakeBorder(
-        chip, top, side - height - top, left, side - width - left, cv2.BORDER_REPLICATE
-    )
-    interpolation = cv2.INTER_AREA if side > MESH_INPUT_SIZE else cv2.INTER_LINEAR
-    resized = cv2.resize(padded, (MESH_INPUT_SIZE, MESH_INPUT_SIZE), interpolation=interpolation)
-    tensor = (resized.astype(np.float32) / 255.0)[np.newaxis]
-    return tensor, side / MESH_INPUT_SIZE, (left, top)
+    return _square_input(chip, context, MESH_INPUT_SIZE, cv2.BORDER_REPLICATE)
 
 
 def selfie_input(
@@ -281,18 +285,7 @@ def selfie_input(
     offset : (int, int)
         (left, top) padding.
     """
-    height, width = chip.shape[:2]
-    side = int(round(max(height, width) * (1 + 2 * context)))
-    top = (side - height) // 2
-    left = (side - width) // 2
-    padded = cv2.copyMakeBorder(
-        chip, top, side - height - top, left, side - width - left, cv2.BORDER_CONSTANT, value=0
-    )
-    interpolation = cv2.INTER_AREA if side > SELFIE_INPUT_SIZE else cv2.INTER_LINEAR
-    resized = cv2.resize(
-        padded, (SELFIE_INPUT_SIZE, SELFIE_INPUT_SIZE), interpolation=interpolation
-    )
-    return (resized.astype(np.float32) / 255.0)[np.newaxis], side / SELFIE_INPUT_SIZE, (left, top)
+    return _square_input(chip, context, SELFIE_INPUT_SIZE, cv2.BORDER_CONSTANT)
 
 
 def selfie_to_chip(
