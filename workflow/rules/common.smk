@@ -205,6 +205,23 @@ def get_feature_shards(wildcards=None):
     return shard_paths("results/features/{batch}/{shard}.npz")
 
 
+def get_provenance_files(wildcards=None):
+    """Named files a run depends on: sheets, image hashes and model files."""
+    files = {
+        "cases_sheet": config["cases"],
+        "pool_sheet": config["reference_pool"],
+        "image_checks": "results/qc/image_checks.tsv",
+        "landmark_model": get_dlib_model("landmarks"),
+        "resnet_model": get_dlib_model("resnet"),
+        "backbone_weights": "resources/backbone/dlib_resnet.weights.h5",
+    }
+    for index, path in enumerate(get_mask_model()):
+        files[f"mask_model_{index}"] = path
+    for index, path in enumerate(get_validation_sheets()):
+        files[f"validation_sheet_{index}"] = path
+    return files
+
+
 def get_final_targets():
     """Everything `snakemake` builds by default."""
     return [
@@ -214,4 +231,5 @@ def get_final_targets():
         "results/features/features.npz",
         "results/training/model.keras",
         "results/evaluation/metrics.json",
+        "results/provenance.json",
     ]
