@@ -169,15 +169,19 @@ def test_calibration_table_matches_sklearn_and_counts_everyone():
 
 
 def test_age_bin_labels():
-    """Ages fall in [lo, hi) bins; the last bin is open-ended."""
-    assert stats.age_bin_labels([0, 9, 10, 69, 70, 101], [0, 10, 70]) == [
-        "[0,10)",
-        "[0,10)",
-        "[10,70)",
-        "[10,70)",
-        "[70,inf)",
-        "[70,inf)",
+    """Ages fall in [lo, hi) bins labelled like Table 1; the last bin is open-ended."""
+    from phenoface.sampling import label_ages
+
+    assert list(label_ages([0, 9, 10, 69, 70, 101, None], [0, 10, 70])) == [
+        "0-9",
+        "0-9",
+        "10-69",
+        "10-69",
+        "70+",
+        "70+",
+        "NA",
     ]
+    assert list(label_ages([3], [5, 10])) == ["<5"]
 
 
 def test_subgroup_with_one_class_gives_nan_and_note():
@@ -191,11 +195,11 @@ def test_subgroup_with_one_class_gives_nan_and_note():
         }
     )
     table = stats.subgroup_metrics(predictions, age_bins=[0, 40, 70])
-    old = table[(table["variable"] == "age_bin") & (table["subgroup"] == "[70,inf)")].iloc[0]
+    old = table[(table["variable"] == "age_bin") & (table["subgroup"] == "70+")].iloc[0]
     assert math.isnan(old["auc"]) and math.isnan(old["specificity"])
     assert old["sensitivity"] == 1.0
     assert old["note"].startswith("only cases")
-    assert list(table["subgroup"]) == ["all", "F", "M", "[0,40)", "[40,70)", "[70,inf)"]
+    assert list(table["subgroup"]) == ["all", "F", "M", "0-39", "40-69", "70+"]
     overall = table[table["variable"] == "all"].iloc[0]
     assert overall["auc"] == 1.0 and overall["n"] == 6
 

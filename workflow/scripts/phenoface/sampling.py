@@ -114,6 +114,24 @@ def age_bin_index(ages: Iterable[int], age_bins: Sequence[int]) -> np.ndarray:
     return np.searchsorted(edges, np.asarray(list(ages), dtype=float), side="right") - 1
 
 
+def label_ages(ages: Iterable[float], age_bins: Sequence[int]) -> np.ndarray:
+    """Bin label of each age (``0-9`` ... ``70+``); ``<0``-style below the bins, ``NA`` if unknown.
+
+    The one place ages are put into bins, shared by sampling, the split and
+    the subgroup metrics so their labels always agree.
+    """
+    edges = sorted(int(edge) for edge in age_bins)
+    values = pd.to_numeric(pd.Series(list(ages), dtype=object), errors="coerce").to_numpy(dtype=float)
+    names = np.array(age_bin_labels(edges), dtype=object)
+    index = np.searchsorted(np.asarray(edges), values, side="right") - 1
+    labels = np.full(values.size, "NA", dtype=object)
+    finite = np.isfinite(values)
+    labels[finite & (index < 0)] = f"<{edges[0]}"
+    inside = finite & (index >= 0)
+    labels[inside] = names[index[inside]]
+    return labels
+
+
 def strata_catalogue(age_bins: Sequence[int], match_on: Sequence[str]) -> list[str]:
     """Every stratum label of a design, in display order (sex, then age).
 

@@ -33,6 +33,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neighbors import radius_neighbors_graph
 
 from .errors import PhenofaceError
+from .sampling import label_ages
 
 log = logging.getLogger(__name__)
 
@@ -176,25 +177,10 @@ def _has_subject(subjects: pd.Series) -> pd.Series:
     return subjects.notna() & (subjects.astype(str).str.strip() != "")
 
 
-def age_bin_labels(ages: Sequence[float], age_bins: Sequence[int]) -> np.ndarray:
-    """Label each age with its bin, e.g. ``"40-49"``; the last bin is open (``"70+"``).
-
-    ``age_bins`` are the left edges, as in the sampling config.
-    """
-    edges = sorted(int(e) for e in age_bins)
-    values = pd.to_numeric(pd.Series(list(ages)), errors="coerce").to_numpy(dtype=float)
-    index = np.digitize(values, edges) - 1
-    names = [f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-1], edges[1:])] + [f"{edges[-1]}+"]
-    labels = np.array(["NA"] * values.size, dtype=object)
-    ok = np.isfinite(values) & (index >= 0)
-    labels[ok] = np.array(names, dtype=object)[index[ok]]
-    return labels
-
-
 def split_strata(cohort: pd.DataFrame, age_bins: Sequence[int]) -> pd.Series:
     """The stratification label of each row: ``group|sex|age bin``."""
     sex = cohort["sex"].astype("object").where(cohort["sex"].notna(), "NA").astype(str)
-    age = age_bin_labels(cohort["age"], age_bins)
+    age = label_ages(cohort["age"], age_bins)
     return cohort["group"].astype(str) + "|" + sex + "|" + pd.Series(age, index=cohort.index)
 
 

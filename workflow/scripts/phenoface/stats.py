@@ -28,6 +28,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score
 
 from .errors import PhenofaceError
+from .sampling import age_bin_labels, label_ages
 
 #: Columns of :func:`subgroup_metrics`, in order.
 SUBGROUP_COLUMNS = [
@@ -378,24 +379,6 @@ def calibration_table(
     )
 
 
-def age_bin_labels(ages: Sequence[float] | np.ndarray, edges: Sequence[int]) -> list[str]:
-    """Label each age with its bin ``[lo, hi)``; the last bin is ``[last, inf)``.
-
-    Ages below the first edge get ``<first``.
-    """
-    edges = sorted(int(e) for e in edges)
-    labels = []
-    for age in np.asarray(ages, dtype=float):
-        position = int(np.searchsorted(edges, age, side="right")) - 1
-        if position < 0:
-            labels.append(f"<{edges[0]}")
-        elif position == len(edges) - 1:
-            labels.append(f"[{edges[-1]},inf)")
-        else:
-            labels.append(f"[{edges[position]},{edges[position + 1]})")
-    return labels
-
-
 def subgroup_metrics(
     predictions: pd.DataFrame,
     age_bins: Sequence[int],
@@ -422,11 +405,11 @@ def subgroup_metrics(
     missing = {"y_true", "prob", "sex", "age"} - set(predictions.columns)
     if missing:
         raise PhenofaceError(f"predictions table lacks column(s) {sorted(missing)} for subgroup metrics")
-    table = predictions.assign(age_bin=age_bin_labels(predictions["age"], age_bins))
+    table = predictions.assign(age_bin=label_ages(predictions["age"], age_bins))
     groups: list[tuple[str, str, pd.DataFrame]] = [("all", "all", table)]
     for sex in sorted(table["sex"].astype(str).unique()):
         groups.append(("sex", sex, table[table["sex"].astype(str) == sex]))
-    bin_order = age_bin_labels(sorted(age_bins), age_bins)
+    bin_order = age_bin_labels(sorted(age_bins))
     present = [b for b in bin_order if (table["age_bin"] == b).any()]
     present += sorted(set(table["age_bin"]) - set(present))
     for label in present:
