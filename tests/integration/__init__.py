@@ -1,0 +1,1 @@
+"""Integration tests: the workflow run through Snakemake in temporary folders."""
