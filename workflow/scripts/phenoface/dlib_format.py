@@ -271,19 +271,26 @@ class DlibResnet:
     sha256: str = ""
 
 
+def _expect_window(reader: ByteReader, name: str, rows: int, cols: int, stride_y: int, stride_x: int) -> None:
+    """Check a filter/pool window as dlib stores it: size, strides, then padding.
+
+    dlib's default padding is none for strided windows, half the size otherwise.
+    """
+    reader.expect_int(rows, f"{name} nr")
+    reader.expect_int(cols, f"{name} nc")
+    reader.expect_int(stride_y, f"{name} stride_y")
+    reader.expect_int(stride_x, f"{name} stride_x")
+    reader.expect_int(0 if stride_y != 1 else rows // 2, f"{name} padding_y")
+    reader.expect_int(0 if stride_x != 1 else cols // 2, f"{name} padding_x")
+
+
 def _read_con(reader: ByteReader, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
     """Read a ``con_4`` layer; return Keras-layout kernel and bias."""
     filters, rows, cols, stride_y, stride_x = spec.args
     reader.expect_string("con_4")
     params = reader.read_tensor().reshape(-1)
     reader.expect_int(filters, f"{spec.name} num_filters")
-    reader.expect_int(rows, f"{spec.name} nr")
-    reader.expect_int(cols, f"{spec.name} nc")
-    reader.expect_int(stride_y, f"{spec.name} stride_y")
-    reader.expect_int(stride_x, f"{spec.name} stride_x")
-    # dlib's default padding: none for strided filters, half the size otherwise.
-    reader.expect_int(0 if stride_y != 1 else rows // 2, f"{spec.name} padding_y")
-    reader.expect_int(0 if stride_x != 1 else cols // 2, f"{spec.name} padding_x")
+    _expect_window(reader, spec.name, rows, cols, stride_y, stride_x)
     n, k, nr, nc = reader.read_alias_tensor()
     if (n, nr, nc) != (filters, rows, cols):
         raise reader.fail(f"{spec.name} filter shape {(n, k, nr, nc)} does not match the network")
@@ -314,12 +321,7 @@ def _read_pool(reader: ByteReader, spec: LayerSpec, version: str) -> None:
     """Read a ``max_pool_2``/``avg_pool_2`` layer and check its geometry."""
     rows, cols, stride_y, stride_x = spec.args
     reader.expect_string(version)
-    reader.expect_int(rows, f"{spec.name} nr")
-    reader.expect_int(cols, f"{spec.name} nc")
-    reader.expect_int(stride_y, f"{spec.name} stride_y")
-    reader.expect_int(stride_x, f"{spec.name} stride_x")
-    reader.expect_int(0 if stride_y != 1 else rows // 2, f"{spec.name} padding_y")
-    reader.expect_int(0 if stride_x != 1 else cols // 2, f"{spec.name} padding_x")
+    _expect_window(reader, spec.name, rows, cols, stride_y, stride_x)
 
 
 def _read_fc(reader: ByteReader, spec: LayerSpec) -> np.ndarray:
