@@ -44,17 +44,11 @@ def load_sheets():
     (cases, each external validation sheet as ``ext_<name>``, the optional
     reference sheet as ``reference``), each with a ``shard`` column.
     """
-    external_paths = config["evaluation"]["external"]
-    names = [sheet_name(path) for path in external_paths]
-    if len(set(names)) != len(names):
-        raise WorkflowError(
-            f"evaluation.external: sheet file names must differ (got {names}); rename the files."
-        )
     try:
         cases = read_sheet(config["cases"], "cases")
         pool = read_sheet(config["reference_pool"], "pool")
         batches = {"cases": cases}
-        for name, path in zip(names, external_paths):
+        for name, path in EXTERNAL.items():
             batches[f"ext_{name}"] = read_sheet(path, "external")
         if config["audit"]["reference_sheet"]:
             batches["reference"] = read_sheet(
@@ -67,8 +61,19 @@ def load_sheets():
     return batches["cases"], pool, batches
 
 
+def external_sheets():
+    """``{name: path}`` of the external validation sheets; names must differ."""
+    paths = config["evaluation"]["external"]
+    names = [sheet_name(path) for path in paths]
+    if len(set(names)) != len(names):
+        raise WorkflowError(
+            f"evaluation.external: sheet file names must differ (got {names}); rename the files."
+        )
+    return dict(zip(names, paths))
+
+
+EXTERNAL = external_sheets()
 CASES, POOL, BATCHES = load_sheets()
-EXTERNAL = {sheet_name(path): path for path in config["evaluation"]["external"]}
 SHEET_ROWS = pd.concat([POOL, *BATCHES.values()], ignore_index=True).set_index(
     "image_id"
 )
@@ -80,7 +85,7 @@ MASK_MODELS = {
 
 def get_validation_sheets():
     """``{path: kind}`` of the external and reference sheets (checked for duplicate content too)."""
-    sheets = {path: "external" for path in config["evaluation"]["external"]}
+    sheets = {path: "external" for path in EXTERNAL.values()}
     if config["audit"]["reference_sheet"]:
         sheets[config["audit"]["reference_sheet"]] = "reference"
     return sheets
@@ -142,13 +147,18 @@ def get_shard_images(wildcards):
     return [member["path"] for member in get_shard_members(wildcards)]
 
 
-def shard_paths(pattern):
-    """``pattern`` formatted for every shard of the cases and of each pool round."""
-    paths = batch_paths(pattern, "cases")
-    for round_, candidates in get_pool_rounds():
+def pool_round_paths(pattern, last=None):
+    """``pattern`` formatted for every shard of each pool round up to ``last``."""
+    paths = []
+    for round_, candidates in get_pool_rounds(last=last):
         for shard in sorted(candidates["shard"].unique()):
             paths.append(pattern.format(batch=f"pool_r{round_}", shard=shard))
     return paths
+
+
+def shard_paths(pattern):
+    """``pattern`` formatted for every shard of the cases and of each pool round."""
+    return batch_paths(pattern, "cases") + pool_round_paths(pattern)
 
 
 def batch_paths(pattern, batch):
@@ -188,11 +198,9 @@ def get_external_sheet(wildcards):
 
 def get_earlier_pool_qc_tables(wildcards):
     """QC tables of the pool shards of the rounds before ``wildcards.round``."""
-    paths = []
-    for round_, candidates in get_pool_rounds(last=int(wildcards.round) - 1):
-        for shard in sorted(candidates["shard"].unique()):
-            paths.append(f"results/preprocess/pool_r{round_}/{shard}.tsv")
-    return paths
+    return pool_round_paths(
+        "results/preprocess/{batch}/{shard}.tsv", last=int(wildcards.round) - 1
+    )
 
 
 def get_qc_tables(wildcards=None):
