@@ -104,7 +104,7 @@ def preprocess_image(
                 mask_fraction=float((masked.mask > 0).mean()),
                 eye_dy=float(abs(right[1] - left[1])),
             )
-            if masked.method != getattr(masker, "method", masked.method):
+            if masked.method != masker.method:
                 # Only a fallback is worth a note; the usual mask detail is in the JSON record.
                 row["detail"] = "; ".join(filter(None, [row["detail"], f"mask fallback: {masked.detail}"]))
     except Exception as error:  # one bad image must never stop the shard
