@@ -16,6 +16,8 @@ include: "workflow/rules/sampling.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/explain.smk"
+include: "workflow/rules/faces.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -85,6 +85,36 @@ def test_end_to_end_is_complete_and_reproducible(make_workflow, proxy_sheets) ->
     predictions = pd.read_csv(flow.path("results/evaluation/predictions.csv"))
     assert predictions["prob"].between(0, 1).all()
 
-    before = metrics_path.read_bytes()
-    flow.run("all", "--forcerun", "split_cohort")
-    assert metrics_path.read_bytes() == before
+    # Grad-CAM explains the very model that was evaluated, on held-out images.
+    maps = np.load(flow.path("results/explain/gradcam.npz"))
+    test_ids = set(split.loc[split["split"] == "test", "image_id"])
+    assert set(maps["image_id"]) == test_ids  # fewer than explain.max_images per group
+    assert maps["cam"].shape == (len(test_ids), 150, 150)
+    assert float(maps["cam"].max()) == pytest.approx(1.0, abs=1e-3) and float(maps["cam"].min()) >= 0
+    evaluated = predictions.set_index("image_id").loc[list(maps["image_id"]), "prob"].to_numpy()
+    np.testing.assert_allclose(maps["probability"], evaluated, atol=1e-4)
+    sanity = json.loads(flow.path("results/explain/sanity.json").read_text())
+    assert sanity["n_explained"] == len(test_ids)
+    assert sanity["randomized_head_spearman_abs"]["median"] < 0.9
+    region_tests = pd.read_csv(flow.path("results/explain/region_tests.csv"))
+    assert len(region_tests) == 2 * 7
+    for _, table in region_tests.groupby("map"):
+        assert table["share_case"].sum() == pytest.approx(1.0)
+        assert table["area_share"].sum() == pytest.approx(1.0)
+
+    # Morphometry covers exactly the cohort (cases are women, controls men: sex subsets are one-sided).
+    cohort = pd.read_csv(flow.path("results/cohort/cohort.csv"), keep_default_na=False)
+    morphometry = json.loads(flow.path("results/faces/morphometry.json").read_text())
+    n_case = int((cohort["group"] == "case").sum())
+    assert morphometry["n"]["case"]["all"] == n_case
+    assert morphometry["n"]["control"]["all"] == len(cohort) - n_case
+    landmark_tests = pd.read_csv(flow.path("results/faces/landmark_tests.csv"), keep_default_na=False)
+    assert (landmark_tests["subset"] == "all").sum() == 68
+    averages = np.load(flow.path("results/faces/average_faces.npz"))
+    assert int(averages["n"].sum()) == len(cohort)
+    assert averages["mean_chip"].shape == (len(averages["n"]), 150, 150, 3)
+
+    seeded = ["results/explain/region_tests.csv", "results/explain/sanity.json", "results/faces/morphometry.json"]
+    before = {path: flow.path(path).read_bytes() for path in [str(metrics_path), *seeded]}
+    flow.run("all", "--forcerun", "split_cohort", "compare_landmarks")
+    assert {path: flow.path(path).read_bytes() for path in before} == before

@@ -8,7 +8,8 @@ this script once per backend with ``KERAS_BACKEND`` set. Usage::
 With ``--convert`` the dlib file is first converted to WEIGHTS_H5. The
 output holds the backend name, pooled/descriptor for the uint8 chips, the
 descriptor of the same chips sent as float32, and for the first two chips the
-gradient of the summed descriptor w.r.t. the input and every block.
+gradient of the summed descriptor w.r.t. the input and every block, and its
+guided-backpropagation gradient w.r.t. the input.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def main(argv: list[str]) -> None:
     for name, (activation, gradient) in grads.items():
         result[f"act_shape/{name}"] = np.array(activation.shape)
         result[f"grad/{name}"] = gradient
+    guided = backbone.gradients(model, chips[:2], [backbone.INPUT_NAME], guided=True)
+    result["guided/chip"] = guided[backbone.INPUT_NAME][1]
     np.savez(out_path, **result)
 
 

@@ -163,6 +163,17 @@ def test_gradients_agree_between_backends(backend_results):
         )
 
 
+def test_guided_gradients_agree_between_backends(backend_results):
+    """Guided backpropagation (custom ReLU gradient) gives the same values under both backends."""
+    tf_guided, jax_guided = (backend_results[b]["guided/chip"] for b in BACKENDS)
+    plain = backend_results["tensorflow"]["grad/chip"]
+    assert tf_guided.shape == plain.shape and np.isfinite(tf_guided).all()
+    assert np.abs(tf_guided).max() > 1e-6
+    # Guided differs from plain backpropagation.
+    assert np.abs(tf_guided - plain).max() > 0.1 * np.abs(plain).max()
+    np.testing.assert_allclose(tf_guided, jax_guided, atol=1e-5 * np.abs(tf_guided).max())
+
+
 def test_empty_and_malformed_batches(backend_results):
     """No chips give empty arrays of the right width; a wrong shape is a clear error."""
     result = backend_results["tensorflow"]

@@ -226,3 +226,11 @@ def test_json_ready_sorts_keys_and_nulls_nan():
     """Nested keys come out sorted and NaN becomes null, so json.dumps is canonical."""
     value = stats.json_ready({"b": {"z": np.float64("nan"), "a": np.int64(3)}, "a": [np.float32(0.5)]})
     assert json.dumps(value) == '{"a": [0.5], "b": {"a": 3, "z": null}}'
+
+
+def test_bh_qvalues_hand_example() -> None:
+    """BH q-values of a four-test example match the hand computation; NaN stays NaN and does not count."""
+    q = stats.bh_qvalues([0.01, 0.04, 0.03, 0.005, math.nan])
+    np.testing.assert_allclose(q[:4], [0.02, 0.04, 0.04, 0.02])
+    assert math.isnan(q[4])
+    assert np.isnan(stats.bh_qvalues([math.nan, math.nan])).all()

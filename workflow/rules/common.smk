@@ -239,5 +239,8 @@ def get_final_targets():
         "results/features/features.npz",
         "results/training/model.keras",
         "results/evaluation/metrics.json",
+        "results/explain/sanity.json",
+        "results/faces/morphometry.json",
+        "results/faces/average_faces.png",
         "results/provenance.json",
     ]

@@ -47,6 +47,7 @@ __all__ = [
     "convert_dlib_resnet",
     "extract_features",
     "gradients",
+    "guided_relu",
     "load_backbone",
     "read_dlib_resnet",
     "set_dlib_weights",
@@ -325,12 +326,27 @@ def _grad_with_aux(fn: Callable, args: dict) -> tuple[dict, dict]:
     return as_numpy(grads), as_numpy(aux)
 
 
+@ops.custom_gradient
+def guided_relu(x):
+    """ReLU whose gradient passes only where both the input and the upstream gradient are positive."""
+
+    def grad(*args, upstream=None):
+        # TensorFlow passes the upstream gradient positionally, JAX by keyword.
+        if upstream is None:
+            (upstream,) = args
+        keep = ops.logical_and(x > 0, upstream > 0)
+        return ops.where(keep, upstream, ops.zeros_like(upstream))
+
+    return ops.relu(x), grad
+
+
 def gradients(
     model: keras.Model,
     chips: np.ndarray,
     layer_names: Sequence[str] = (),
     output: str = "descriptor",
     target: Callable | None = None,
+    guided: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Activations and gradients of a per-chip score, for Grad-CAM.
 
@@ -353,6 +369,10 @@ def gradients(
     target : callable, optional
         Maps the chosen output tensor ``(N, d)`` to one score per chip
         ``(N,)`` using ``keras.ops``; default: the sum of the output.
+    guided : bool
+        Back-propagate through every ``ReLU`` layer as guided backpropagation
+        does (Springenberg et al. 2015): only positive gradients into
+        positive inputs pass. The forward values are unchanged.
 
     Returns
     -------
@@ -373,11 +393,12 @@ def gradients(
         activations = {}
 
         def operation_fn(operation):
+            base = guided_relu if guided and isinstance(operation, layers.ReLU) else operation
             if operation.name not in args:
-                return operation
+                return base
 
             def probed(*call_args, **call_kwargs):
-                value = operation(*call_args, **call_kwargs) + args[operation.name]
+                value = base(*call_args, **call_kwargs) + args[operation.name]
                 activations[operation.name] = value
                 return value
 
@@ -403,21 +424,17 @@ def read_chips(paths: Sequence[str | os.PathLike]) -> np.ndarray:
     PhenofaceError
         If a file is missing, unreadable or not a 150x150 colour image.
     """
-    import cv2
+    from .io import read_rgb_png
 
     chips = np.zeros((len(paths), CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
     for index, path in enumerate(paths):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise PhenofaceError(
-                f"{path}: chip missing or unreadable; rerun preprocessing for this shard"
-            )
+        image = read_rgb_png(path)
         if image.shape != (CHIP_SIZE, CHIP_SIZE, 3):
             raise PhenofaceError(
                 f"{path}: chip is {image.shape}, expected ({CHIP_SIZE}, {CHIP_SIZE}, 3); "
                 "preprocess.chip_size must be 150 for the dlib backbone"
             )
-        chips[index] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        chips[index] = image
     return chips
 
 

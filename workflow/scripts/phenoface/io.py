@@ -99,6 +99,24 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
         tmp.write_bytes(buffer.tobytes())
 
 
+def read_rgb_png(path: str | os.PathLike) -> np.ndarray:
+    """Read a colour image (a chip PNG) as an RGB uint8 ``(h, w, 3)`` array.
+
+    Raises
+    ------
+    PhenofaceError
+        When the file is missing or not readable as a colour image.
+    """
+    import cv2
+
+    from .errors import PhenofaceError
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise PhenofaceError(f"{path}: chip missing or unreadable; rerun preprocessing for its shard")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def save_figure(path: str | os.PathLike, figure, **kwargs: Any) -> None:
     """Save a matplotlib figure atomically; the format follows the suffix."""
     path = Path(path)

@@ -256,6 +256,19 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+def bh_qvalues(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg q-values (scipy's ``false_discovery_control``); NaN stays NaN.
+
+    Only the finite p-values count towards the number of tests.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    q = np.full_like(p, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        q[finite] = scipy_stats.false_discovery_control(p[finite], method="bh")
+    return q
+
+
 def wilson_ci(successes: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion (``scipy.stats.binomtest``).
 

@@ -1,0 +1,72 @@
+# Average faces (the paper's Figure 3) and landmark morphometry of cases
+# versus their matched controls, from the chips and landmark records that
+# preprocessing wrote for the cohort's images.
+
+
+rule build_average_faces:
+    input:
+        cohort="results/cohort/cohort.csv",
+        qc="results/qc/preprocess.tsv",
+    output:
+        figure=report(
+            "results/faces/average_faces.png",
+            caption="../report/average_faces.rst",
+            category="Average faces",
+        ),
+        npz="results/faces/average_faces.npz",
+        landmarks="results/faces/landmarks_mean.csv",
+    log:
+        "logs/build_average_faces.log",
+    benchmark:
+        "benchmarks/build_average_faces.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        source=config["faces"]["input"],
+        min_group_size=config["faces"]["min_group_size"],
+        show_faces=config["report"]["show_faces"],
+    script:
+        "../scripts/build_average_faces.py"
+
+
+rule compare_landmarks:
+    input:
+        cohort="results/cohort/cohort.csv",
+        qc="results/qc/preprocess.tsv",
+    output:
+        landmark_tests="results/faces/landmark_tests.csv",
+        shape_indices="results/faces/shape_indices.csv",
+        shape_tests=report(
+            "results/faces/shape_tests.csv",
+            caption="../report/shape_tests.rst",
+            category="Average faces",
+        ),
+        comparison_png=report(
+            "results/faces/landmark_comparison.png",
+            caption="../report/landmark_comparison.rst",
+            category="Average faces",
+        ),
+        indices_png=report(
+            "results/faces/shape_indices.png",
+            caption="../report/shape_indices.rst",
+            category="Average faces",
+        ),
+        summary="results/faces/morphometry.json",
+    log:
+        "logs/compare_landmarks.log",
+    benchmark:
+        "benchmarks/compare_landmarks.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        seed=config["seed"],
+        n_permutations=config["faces"]["n_permutations"],
+        min_group_size=config["faces"]["min_group_size"],
+    script:
+        "../scripts/compare_landmarks.py"

@@ -1,0 +1,250 @@
+"""Explain the trained classifier with guided Grad-CAM on held-out images.
+
+Snakemake entry script of rule ``explain_classifier``. Inputs: ``model``
+(results/training/model.keras), ``split`` (results/split/cohort_split.csv),
+``qc`` (results/qc/preprocess.tsv: chip and landmark paths). Params:
+``explain`` (the config section), ``source`` (features.input: the chip the
+model was trained on), ``threshold``, ``seed``. Outputs: ``maps``
+(gradcam.npz), ``regions`` (per-image region shares), ``region_tests``,
+``sanity`` (sanity.json), ``group_png``, ``regions_png``, ``examples_png``
+(individual faces). Log: ``log[0]``.
+"""
+
+# No `from __future__` import: Snakemake prepends its preamble to entry scripts.
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from phenoface import io
+from phenoface.errors import PhenofaceError
+from phenoface.runtime import describe_device, setup_logging
+
+LOGGER = logging.getLogger("explain_classifier")
+
+#: Chips per group used for the (costlier) sanity checks.
+SANITY_PER_GROUP = 16
+#: Median |Spearman| between trained- and random-head maps above which the maps are flagged.
+RANDOMIZATION_WARN = 0.5
+#: Share of explained images without own-class evidence above which a warning is raised.
+DEGENERATE_WARN = 0.2
+#: Images per group below which region tests are flagged as underpowered.
+MIN_PER_GROUP = 10
+#: Attribution share outside the face, relative to that region's area, above which a warning is raised.
+OFF_FACE_RATIO = 1.5
+
+
+def explained_rows(split_path: str, qc_path: str, explain: Mapping[str, Any], source: str, seed: int) -> pd.DataFrame:
+    """The held-out rows to explain, with their chip and landmark paths."""
+    from phenoface.backbone import FEATURE_COLUMNS
+    from phenoface.gradcam import select_images
+
+    split = pd.read_csv(split_path, dtype={"image_id": str, "group": str, "split": str}, keep_default_na=False)
+    selected = select_images(split, int(explain["max_images"]), seed)
+    qc = pd.read_csv(qc_path, sep="\t", dtype=str, keep_default_na=False).set_index("image_id")
+    column = FEATURE_COLUMNS.get(source)
+    if column is None:
+        raise PhenofaceError(f"features.input is {source!r}; use one of {sorted(FEATURE_COLUMNS)}")
+    missing = selected.loc[~selected["image_id"].isin(qc.index), "image_id"]
+    if len(missing):
+        raise PhenofaceError(
+            f"{qc_path}: {len(missing)} test images have no QC row (first: {missing.iloc[0]}); "
+            "rerun the workflow from preprocessing"
+        )
+    rows = qc.loc[selected["image_id"]]
+    not_ok = rows.index[rows["status"] != "ok"]
+    if len(not_ok):
+        raise PhenofaceError(f"{qc_path}: test image {not_ok[0]} is not ok in QC; rerun sample_matched_controls")
+    return selected.assign(chip_path=rows[column].to_numpy(), landmarks_path=rows["landmarks"].to_numpy())
+
+
+def share_table(rows: pd.DataFrame, maps: Mapping[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
+    """Per image and map: the share of attribution and of area in each region."""
+    from phenoface.gradcam import REGIONS, region_shares
+
+    area = region_shares(np.ones(labels.shape, np.float32), labels)
+    tables = []
+    for name, values in maps.items():
+        shares = region_shares(values, labels)
+        table = pd.DataFrame(shares, columns=list(REGIONS))
+        table.insert(0, "map", name)
+        table.insert(0, "group", rows["group"].to_numpy())
+        table.insert(0, "image_id", rows["image_id"].to_numpy())
+        for index, region in enumerate(REGIONS):
+            table[f"area_{region}"] = area[:, index]
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def mean_maps(maps: Mapping[str, np.ndarray], groups: np.ndarray, usable: np.ndarray) -> dict:
+    """Mean of each map over the usable images of each group."""
+    means = {}
+    for name, values in maps.items():
+        means[name] = {}
+        for group in ("case", "control"):
+            chosen = values[(groups == group) & usable]
+            means[name][group] = chosen.mean(axis=0) if len(chosen) else np.zeros(values.shape[1:], np.float32)
+    return means
+
+
+def example_indices(rows: pd.DataFrame, probability: np.ndarray, threshold: float, n_examples: int) -> list[int]:
+    """The most confidently, correctly classified images of each group ("typical", as the paper)."""
+    chosen = []
+    for group, sign in (("case", 1.0), ("control", -1.0)):
+        own = probability if sign > 0 else 1.0 - probability
+        correct = (probability >= threshold) == (group == "case")
+        candidates = np.flatnonzero((rows["group"].to_numpy() == group) & correct)
+        chosen.extend(candidates[np.argsort(-own[candidates], kind="stable")][:n_examples].tolist())
+    return chosen
+
+
+def sanity_checks(model, logit, chips: np.ndarray, groups: np.ndarray, layer: str, seed: int, batch_size: int) -> dict:
+    """Model-randomisation and class-sensitivity checks on a few chips per group."""
+    from phenoface.gradcam import (
+        guided_class_similarity,
+        logit_model,
+        randomization_similarity,
+        randomize_head,
+    )
+    from phenoface.model import FC1_LAYER, FC2_LAYER
+
+    sample = np.concatenate([np.flatnonzero(groups == g)[:SANITY_PER_GROUP] for g in ("case", "control")])
+    random_logit = logit_model(randomize_head(model, [FC1_LAYER, FC2_LAYER], seed))
+    randomized = randomization_similarity(logit, random_logit, chips[sample], layer, batch_size)
+    class_similarity = guided_class_similarity(logit, chips[sample], batch_size)
+    finite = lambda values: values[np.isfinite(values)]
+    summary = lambda values: {
+        "n": int(len(finite(values))),
+        "median": float(np.median(finite(values))) if len(finite(values)) else None,
+        "min": float(finite(values).min()) if len(finite(values)) else None,
+        "max": float(finite(values).max()) if len(finite(values)) else None,
+    }
+    return {
+        "n_images": int(len(sample)),
+        "randomized_head_spearman_abs": summary(np.abs(randomized)),
+        "guided_case_vs_control_spearman": summary(class_similarity),
+    }
+
+
+def sanity_warnings(
+    sanity: dict, counts: Mapping[str, int], degenerate: float, tests: pd.DataFrame
+) -> list[str]:
+    """Plain sentences about what the maps cannot show in this run."""
+    warnings = []
+    off_face = tests[(tests["map"] == "cam") & (tests["region"] == "other")]
+    for _, row in off_face.iterrows():
+        for group in ("case", "control"):
+            share = row[f"share_{group}"]
+            if np.isfinite(share) and share > OFF_FACE_RATIO * row["area_share"]:
+                warnings.append(
+                    f"Grad-CAM puts {share:.0%} of the {group} evidence outside the face (hair, "
+                    f"background, mask edge), which covers {row['area_share']:.0%} of the chip: "
+                    "the model may use cues other than the face."
+                )
+    randomized = sanity["randomized_head_spearman_abs"]["median"]
+    if randomized is not None and randomized >= RANDOMIZATION_WARN:
+        warnings.append(
+            f"Grad-CAM maps change little when the trained head is replaced by a random one "
+            f"(median |Spearman| {randomized:.2f}): they show what the frozen backbone sees more "
+            "than what separates the groups."
+        )
+    if degenerate > DEGENERATE_WARN:
+        warnings.append(
+            f"{degenerate:.0%} of the explained images show no evidence for their own group "
+            "(mostly misclassified ones); they are left out of the region shares and mean maps."
+        )
+    small = [group for group, n in counts.items() if n < MIN_PER_GROUP]
+    if small:
+        warnings.append(
+            f"fewer than {MIN_PER_GROUP} usable explained images in {', '.join(small)}: the region tests "
+            "have little power and the mean maps are noisy."
+        )
+    return warnings
+
+
+def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Mapping[str, Any]) -> dict:
+    """Explain, check and write every output; return the sanity summary."""
+    from phenoface.backbone import read_chips
+    from phenoface.gradcam import explain_chips, logit_model, region_labels, region_tests
+    from phenoface.model import load_model
+    from phenoface.plots_explain import plot_examples, plot_group_maps, plot_region_shares
+    from phenoface.morphometry import read_landmarks
+
+    explain, seed = params["explain"], int(params["seed"])
+    layer, batch_size = explain["layer"], int(explain["batch_size"])
+    rows = explained_rows(inputs["split"], inputs["qc"], explain, params["source"], seed)
+    groups = rows["group"].to_numpy()
+    LOGGER.info("explaining %d held-out images (%s) at layer %s",
+                len(rows), rows["group"].value_counts().to_dict(), layer)
+    chips = read_chips(list(rows["chip_path"]))
+    landmarks = read_landmarks(list(rows["landmarks_path"]), list(rows["image_id"]))
+    model = load_model(inputs["model"])
+    logit = logit_model(model)
+    result = explain_chips(logit, chips, groups, layer, batch_size)
+    probability = 1.0 / (1.0 + np.exp(-result["logit"].astype(np.float64)))
+
+    maps = {"cam": result["cam"], "guided_gradcam": result["guided_gradcam"]}
+    usable = result["cam"].reshape(len(rows), -1).max(axis=1) > 0
+    labels = np.stack([region_labels(points) for points in landmarks])
+    shares = share_table(rows, maps, labels)
+    tests = region_tests(shares)
+    counts = {group: int(((groups == group) & usable).sum()) for group in ("case", "control")}
+
+    sanity = sanity_checks(model, logit, chips, groups, layer, seed, batch_size)
+    degenerate = float(1.0 - usable.mean()) if len(usable) else 0.0
+    sanity.update(
+        layer=layer,
+        n_explained=int(len(rows)),
+        n_usable=counts,
+        degenerate_fraction=degenerate,
+        source=params["source"],
+        seed=seed,
+        warnings=sanity_warnings(sanity, counts, degenerate, tests),
+    )
+    for sentence in sanity["warnings"]:
+        LOGGER.warning(sentence)
+
+    signs = np.where(groups == "case", 1.0, -1.0)
+    io.write_npz(
+        outputs["maps"],
+        image_id=rows["image_id"].to_numpy(dtype=str),
+        group=groups.astype(str),
+        logit=result["logit"].astype(np.float32),
+        probability=probability.astype(np.float32),
+        cam_lowres=np.maximum(result["cam_signed"] * signs[:, None, None], 0).astype(np.float32),
+        cam=result["cam"].astype(np.float16),
+        guided_gradcam=result["guided_gradcam"].astype(np.float16),
+        layer=np.array(layer),
+    )
+    io.write_table(outputs["regions"], shares)
+    io.write_table(outputs["region_tests"], tests)
+    io.write_json(outputs["sanity"], sanity)
+    io.save_figure(outputs["group_png"], plot_group_maps(mean_maps(maps, groups, usable), counts, landmarks.mean(axis=0), layer))
+    io.save_figure(outputs["regions_png"], plot_region_shares(tests))
+    chosen = example_indices(rows, probability, float(params["threshold"]), int(explain["n_examples"]))
+    example_labels = [f"{rows['group'].iloc[i]}, p(case) = {probability[i]:.2f}" for i in chosen]
+    io.save_figure(
+        outputs["examples_png"],
+        plot_examples(chips[chosen], result["guided"][chosen], result["cam"][chosen],
+                      result["guided_gradcam"][chosen], example_labels),
+    )
+    return sanity
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    LOGGER.info("device: %s", describe_device())
+    params = {
+        "explain": snakemake.params.explain,
+        "source": snakemake.params.source,
+        "threshold": snakemake.params.threshold,
+        "seed": snakemake.params.seed,
+    }
+    run(dict(snakemake.input.items()), dict(snakemake.output.items()), params)
+
+
+if __name__ == "__main__":
+    from phenoface.runtime import run_main
+
+    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
