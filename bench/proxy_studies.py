@@ -10,6 +10,13 @@ B   cases = ethnicity `asian`, pool = everyone else, matched on age and sex
     (10-year bins). Most Asian faces here are children, so 10-year bins leave
     a residual age imbalance that the age+sex baseline shows;
 B5  as B with 5-year bins, which brings it back towards 0.5.
+N   the null study: cases = a seeded random quarter of all faces, pool = the
+    rest, matched on age and sex. There is nothing to find: the model, the
+    landmark tests and the Grad-CAM region tests should find nothing beyond
+    their false-positive rate.
+
+Besides metrics.json it prints the Grad-CAM sanity checks and region tests
+(results/explain/) and the landmark morphometry (results/faces/).
 
 Each study writes its own working folder under --work and prints the model's
 AUC (DeLong CI), accuracy, the baselines and the repeats. Rerun:
@@ -28,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -40,6 +48,11 @@ STUDIES = {
     "A": dict(case=lambda m: m["sex"] == "F", match_on=["age"], age_bins=TEN_YEAR, allow_shortfall=True),
     "B": dict(case=lambda m: m["ethnicity"] == "asian", match_on=["age", "sex"], age_bins=TEN_YEAR),
     "B5": dict(case=lambda m: m["ethnicity"] == "asian", match_on=["age", "sex"], age_bins=FIVE_YEAR),
+    "N": dict(
+        case=lambda m: pd.Series(np.random.default_rng(7).random(len(m)) < 0.25, index=m.index),
+        match_on=["age", "sex"],
+        age_bins=TEN_YEAR,
+    ),
 }
 
 
@@ -84,7 +97,39 @@ def run_study(name: str, work: Path, cores: int, repeats: int) -> dict:
     metrics = json.loads((folder / "results" / "evaluation" / "metrics.json").read_text())
     metrics["_seconds"] = time.perf_counter() - started
     metrics["_balance"] = pd.read_csv(folder / "results" / "cohort" / "balance.csv").to_dict("records")
+    results = folder / "results"
+    metrics["_sanity"] = json.loads((results / "explain" / "sanity.json").read_text())
+    metrics["_regions"] = pd.read_csv(results / "explain" / "region_tests.csv")
+    metrics["_morphometry"] = json.loads((results / "faces" / "morphometry.json").read_text())
+    metrics["_landmarks"] = pd.read_csv(results / "faces" / "landmark_tests.csv", keep_default_na=False)
     return metrics
+
+
+def explain_lines(m: dict) -> list[str]:
+    """Grad-CAM sanity checks, significant region differences and morphometry of a study."""
+    sanity, regions = m["_sanity"], m["_regions"]
+    lines = [
+        f"  Grad-CAM ({sanity['layer']}): {sanity['n_explained']} images; random-head |Spearman| median "
+        f"{sanity['randomized_head_spearman_abs']['median']:.2f}; guided case-vs-control Spearman median "
+        f"{sanity['guided_case_vs_control_spearman']['median']:.2f}; degenerate {sanity['degenerate_fraction']:.1%}"
+    ]
+    for (comparison, name), table in regions.groupby(["comparison", "map"], sort=False):
+        hits = table[table["q_value"] < 0.05]
+        found = ", ".join(f"{r.region} {r.difference:+.3f}" for r in hits.itertuples()) or "none"
+        lines.append(f"  regions q<0.05 ({comparison}, {name}): {found}")
+    landmarks = m["_landmarks"]
+    for subset, info in m["_morphometry"]["subsets"].items():
+        if not info.get("tested"):
+            continue
+        rows = landmarks[(landmarks["subset"] == subset) & (landmarks["landmark"] != "")]
+        hits = int((pd.to_numeric(rows["q_value"], errors="coerce") < 0.05).sum())
+        indices = m["_morphometry"]["shape_indices"]
+        effects = ", ".join(
+            f"{key.split(':')[1]} {indices[key]['diff']:+.3f} (p {indices[key]['p_perm']:.3g})"
+            for key in indices if key.startswith(f"{subset}:")
+        )
+        lines.append(f"  landmarks {subset}: {hits}/68 with q<0.05; {effects}")
+    return lines
 
 
 def summary(name: str, m: dict) -> str:
@@ -108,7 +153,8 @@ def summary(name: str, m: dict) -> str:
             f"  repeats (n={rep['n']}): AUC mean {rep['auc_mean']:.3f}, SD {rep['auc_sd']:.3f}, "
             f"range {rep['auc_min']:.3f}-{rep['auc_max']:.3f}"
         )
-    lines += [f"  warning: {w}" for w in m.get("warnings", [])]
+    lines += explain_lines(m)
+    lines += [f"  warning: {w}" for w in m.get("warnings", []) + m["_sanity"]["warnings"]]
     return "\n".join(lines)
 
 

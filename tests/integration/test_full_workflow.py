@@ -97,7 +97,8 @@ def test_end_to_end_is_complete_and_reproducible(make_workflow, proxy_sheets) ->
     assert sanity["n_explained"] == len(test_ids)
     assert sanity["randomized_head_spearman_abs"]["median"] < 0.9
     region_tests = pd.read_csv(flow.path("results/explain/region_tests.csv"))
-    assert len(region_tests) == 2 * 7
+    assert len(region_tests) == 3 * 7
+    assert set(region_tests["comparison"]) == {"own class", "case evidence, both groups"}
     for _, table in region_tests.groupby("map"):
         assert table["share_case"].sum() == pytest.approx(1.0)
         assert table["area_share"].sum() == pytest.approx(1.0)

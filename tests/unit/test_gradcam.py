@@ -101,6 +101,9 @@ def test_case_and_control_maps_of_one_chip_do_not_overlap(composed, real_faces):
         # Each class's strongest evidence sits where the signed sum has its sign.
         assert signed.flat[case_map.argmax()] > 0
         assert signed.flat[control_map.argmax()] < 0
+    # The case-evidence map does not depend on the group explained; for cases it is the own map.
+    np.testing.assert_allclose(as_case["cam_case"], as_control["cam_case"])
+    np.testing.assert_allclose(as_case["cam_case"], as_case["cam"])
     # Guided backpropagation depends on the explained class.
     assert not np.allclose(as_case["guided"], as_control["guided"])
 
@@ -196,6 +199,7 @@ def test_region_tests_find_a_real_shift_and_not_a_null():
     assert shifted.loc["skin", "q_value"] < 0.01
     assert shifted.loc["skin", "enrichment_case"] == pytest.approx(0.5 * 7, rel=0.1)
     assert (shifted["n_case"] == 30).all() and (shifted["n_control"] == 30).all()
+    assert (shifted["comparison"] == "own class").all()
     null = gradcam.region_tests(_share_frame(0.3, 30, seed=2)).set_index("region")
     assert null.loc["skin", "p_value"] > 0.01
 

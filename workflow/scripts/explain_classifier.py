@@ -154,6 +154,15 @@ def sanity_warnings(
             f"{degenerate:.0%} of the explained images show no evidence for their own group "
             "(mostly misclassified ones); they are left out of the region shares and mean maps."
         )
+    own = tests[(tests["map"] == "cam") & (tests["q_value"] < 0.05)]
+    same = tests[(tests["map"] == "cam_case") & (tests["q_value"] < 0.05)]
+    if len(own) and not len(same):
+        warnings.append(
+            f"case and control evidence fall on different regions ({', '.join(own['region'])}), but "
+            "case evidence does not differ between cases and controls: the complementary pattern "
+            "follows from Grad-CAM splitting one signed map into its two signs, not from a "
+            "difference between the faces."
+        )
     small = [group for group, n in counts.items() if n < MIN_PER_GROUP]
     if small:
         warnings.append(
@@ -166,7 +175,7 @@ def sanity_warnings(
 def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Mapping[str, Any]) -> dict:
     """Explain, check and write every output; return the sanity summary."""
     from phenoface.backbone import read_chips
-    from phenoface.gradcam import explain_chips, logit_model, region_labels, region_tests
+    from phenoface.gradcam import MAP_COMPARISONS, explain_chips, logit_model, region_labels, region_tests
     from phenoface.model import load_model
     from phenoface.plots_explain import plot_examples, plot_group_maps, plot_region_shares
     from phenoface.morphometry import read_landmarks
@@ -184,7 +193,7 @@ def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Mapping[s
     result = explain_chips(logit, chips, groups, layer, batch_size)
     probability = 1.0 / (1.0 + np.exp(-result["logit"].astype(np.float64)))
 
-    maps = {"cam": result["cam"], "guided_gradcam": result["guided_gradcam"]}
+    maps = {name: result[name] for name in MAP_COMPARISONS}
     usable = result["cam"].reshape(len(rows), -1).max(axis=1) > 0
     labels = np.stack([region_labels(points) for points in landmarks])
     shares = share_table(rows, maps, labels)
@@ -220,7 +229,11 @@ def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Mapping[s
     io.write_table(outputs["regions"], shares)
     io.write_table(outputs["region_tests"], tests)
     io.write_json(outputs["sanity"], sanity)
-    io.save_figure(outputs["group_png"], plot_group_maps(mean_maps(maps, groups, usable), counts, landmarks.mean(axis=0), layer))
+    own_maps = {name: maps[name] for name in ("cam", "guided_gradcam")}
+    io.save_figure(
+        outputs["group_png"],
+        plot_group_maps(mean_maps(own_maps, groups, usable), counts, landmarks.mean(axis=0), layer),
+    )
     io.save_figure(outputs["regions_png"], plot_region_shares(tests))
     chosen = example_indices(rows, probability, float(params["threshold"]), int(explain["n_examples"]))
     example_labels = [f"{rows['group'].iloc[i]}, p(case) = {probability[i]:.2f}" for i in chosen]

@@ -37,6 +37,7 @@ from .stats import bh_qvalues
 __all__ = [
     "CLASS_SIGNS",
     "LOGIT_LAYER",
+    "MAP_COMPARISONS",
     "REGIONS",
     "class_cams",
     "explain_chips",
@@ -56,6 +57,14 @@ LOGGER = logging.getLogger(__name__)
 LOGIT_LAYER = "logit"
 #: Sign of the logit that scores each class.
 CLASS_SIGNS = {"case": 1.0, "control": -1.0}
+#: Maps whose region shares are compared between cases and controls, and what each comparison is.
+#: ``cam``/``guided_gradcam``: each image's own-class map (the paper's Figure 5: case evidence on
+#: cases against control evidence on controls); ``cam_case``: case evidence on every image.
+MAP_COMPARISONS = {
+    "cam": "own class",
+    "guided_gradcam": "own class",
+    "cam_case": "case evidence, both groups",
+}
 #: Facial regions, in the priority order used where their outlines overlap.
 REGIONS = ("eyes", "brows", "nose", "mouth", "forehead", "skin", "other")
 
@@ -182,6 +191,7 @@ def explain_chips(
     dict
         ``logit`` (N,), ``cam_signed`` (N, h, w) signed case sums,
         ``cam`` (N, 150, 150) the own-class Grad-CAM scaled to a maximum of 1,
+        ``cam_case`` (N, 150, 150) the case-class Grad-CAM, likewise scaled,
         ``guided`` (N, 150, 150, 3) guided backpropagation of the own-class score,
         ``guided_gradcam`` (N, 150, 150) ``|guided|`` (L2 over colour) times
         ``cam``, scaled to a maximum of 1.
@@ -223,6 +233,7 @@ def explain_chips(
     }
     own = np.maximum(result["cam_signed"] * signs[:, None, None], 0.0)
     result["cam"] = _normalise(upsample_maps(own))
+    result["cam_case"] = _normalise(upsample_maps(np.maximum(result["cam_signed"], 0.0)))
     magnitude = np.sqrt((result["guided"] ** 2).sum(axis=-1))
     result["guided_gradcam"] = _normalise(magnitude * result["cam"])
     return result
@@ -327,7 +338,14 @@ def region_shares(maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def region_tests(shares: pd.DataFrame) -> pd.DataFrame:
-    """Compare region shares of the case maps (on cases) and control maps (on controls).
+    """Compare the region shares of each map between cases and controls.
+
+    For the own-class maps this is the paper's comparison (case evidence on
+    cases against control evidence on controls). Grad-CAM splits one signed
+    sum into its positive (case) and negative (control) part, so those two
+    tend to fall on complementary regions even when the groups do not differ;
+    the ``cam_case`` comparison (case evidence on both groups) is the one
+    that asks whether the model finds its evidence in different places.
 
     Parameters
     ----------
@@ -358,6 +376,7 @@ def region_tests(shares: pd.DataFrame) -> pd.DataFrame:
             mean_control = control.mean() if len(control) else np.nan
             rows.append(
                 {
+                    "comparison": MAP_COMPARISONS.get(map_name, map_name),
                     "map": map_name,
                     "region": region,
                     "n_case": len(case),

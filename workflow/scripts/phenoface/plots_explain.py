@@ -31,7 +31,16 @@ OUTLINE_RUNS = (
     (range(48, 60), True),  # outer lips
 )
 
-MAP_TITLES = {"cam": "Grad-CAM", "guided_gradcam": "guided Grad-CAM"}
+MAP_TITLES = {
+    "cam": "Grad-CAM, own class",
+    "guided_gradcam": "guided Grad-CAM, own class",
+    "cam_case": "Grad-CAM, case evidence",
+}
+#: Legend labels of the two bars of each map (cases, controls).
+BAR_LABELS = {
+    "cam_case": ("case maps, cases", "case maps, controls"),
+}
+OWN_CLASS_LABELS = ("case maps, cases", "control maps, controls")
 
 
 def draw_outline(axes, landmarks: np.ndarray, color: str = "white", linewidth: float = 0.8) -> None:
@@ -69,9 +78,9 @@ def plot_group_maps(
     for row, (name, maps) in enumerate(mean_maps.items()):
         peak = max(float(maps["case"].max()), float(maps["control"].max()), 1e-12)
         panels = (
-            (maps["case"], f"case evidence on cases (n={counts['case']})", "inferno", 0.0, peak),
-            (maps["control"], f"control evidence on controls (n={counts['control']})", "inferno", 0.0, peak),
-            (maps["case"] - maps["control"], "difference (case - control)", "coolwarm", -peak, peak),
+            (maps["case"], f"case evidence, cases (n={counts['case']})", "inferno", 0.0, peak),
+            (maps["control"], f"control evidence, controls (n={counts['control']})", "inferno", 0.0, peak),
+            (maps["case"] - maps["control"], "difference", "coolwarm", -peak, peak),
         )
         for column, (image, title, cmap, low, high) in enumerate(panels):
             ax = axes[row, column]
@@ -102,8 +111,9 @@ def plot_region_shares(tests: pd.DataFrame):
     positions = np.arange(len(REGIONS))
     for ax, name in zip(axes[0], maps):
         table = tests[tests["map"] == name].set_index("region").reindex(list(REGIONS))
-        ax.bar(positions - 0.2, table["share_case"], 0.4, label="case maps, cases", color="#c0392b")
-        ax.bar(positions + 0.2, table["share_control"], 0.4, label="control maps, controls", color="#2e86c1")
+        case_label, control_label = BAR_LABELS.get(name, OWN_CLASS_LABELS)
+        ax.bar(positions - 0.2, table["share_case"], 0.4, label=case_label, color="#c0392b")
+        ax.bar(positions + 0.2, table["share_control"], 0.4, label=control_label, color="#2e86c1")
         ax.scatter(positions, table["area_share"], marker="_", s=300, color="black", label="region area")
         for position, q_value in zip(positions, table["q_value"]):
             if np.isfinite(q_value) and q_value < 0.05:
@@ -111,7 +121,7 @@ def plot_region_shares(tests: pd.DataFrame):
         ax.set_xticks(positions, list(REGIONS), rotation=30, fontsize=8)
         ax.set_ylabel("share of attribution")
         ax.set_title(f"{MAP_TITLES.get(name, name)} (* BH q < 0.05)", fontsize=9)
-    axes[0, 0].legend(fontsize=7)
+        ax.legend(fontsize=7)
     figure.tight_layout()
     return figure
 
