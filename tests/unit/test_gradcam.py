@@ -220,3 +220,53 @@ def test_select_images_takes_seeded_test_rows_per_group():
     assert len(gradcam.select_images(table, 0, seed=1)) == 30
     with pytest.raises(PhenofaceError, match="no test images"):
         gradcam.select_images(table.assign(split="train"), 5, seed=1)
+
+
+def _tests_table(own_hits: list[str], same_hits: list[str], other_case: float = 0.2) -> pd.DataFrame:
+    """A region_tests-like table with chosen significant regions."""
+    rows = []
+    for name in gradcam.MAP_COMPARISONS:
+        hits = same_hits if name == "cam_case" else own_hits
+        for region in gradcam.REGIONS:
+            share = other_case if region == "other" else 0.1
+            rows.append({"map": name, "region": region, "area_share": 0.3 if region == "other" else 0.1,
+                         "share_case": share, "share_control": 0.1, "q_value": 0.01 if region in hits else 0.5})
+    return pd.DataFrame(rows)
+
+
+def _sanity(median: float) -> dict:
+    return {"randomized_head_spearman_abs": {"median": median}}
+
+
+def test_sanity_warnings_each_fire_on_their_condition():
+    """Random-head similarity, off-face evidence, unbacked own-class pattern and small groups warn; a clean run does not."""
+    counts = {"case": 50, "control": 50}
+    assert gradcam.sanity_warnings(_sanity(0.2), counts, 0.0, _tests_table([], [])) == []
+    assert "random one" in " ".join(gradcam.sanity_warnings(_sanity(0.7), counts, 0.0, _tests_table([], [])))
+    off_face = gradcam.sanity_warnings(_sanity(0.2), counts, 0.0, _tests_table([], [], other_case=0.6))
+    assert len(off_face) == 1 and "outside the face" in off_face[0] and "60%" in off_face[0]
+    unbacked = gradcam.sanity_warnings(_sanity(0.2), counts, 0.0, _tests_table(["skin", "eyes"], []))
+    assert len(unbacked) == 1 and "eyes, skin" in unbacked[0] and "signed map" in unbacked[0]
+    assert gradcam.sanity_warnings(_sanity(0.2), counts, 0.0, _tests_table(["skin"], ["skin"])) == []
+    degenerate = gradcam.sanity_warnings(_sanity(0.2), counts, 0.3, _tests_table([], []))
+    assert len(degenerate) == 1 and "30%" in degenerate[0]
+    small = gradcam.sanity_warnings(_sanity(0.2), {"case": 3, "control": 50}, 0.0, _tests_table([], []))
+    assert len(small) == 1 and "in case" in small[0]
+
+
+def test_example_indices_pick_confident_correct_images():
+    """Examples are correctly classified, most confident first, n per group."""
+    rows = pd.DataFrame({"group": ["case", "case", "case", "control", "control", "control"]})
+    probability = np.array([0.9, 0.4, 0.7, 0.2, 0.05, 0.8])
+    assert gradcam.example_indices(rows, probability, 0.5, 2) == [0, 2, 4, 3]
+    assert gradcam.example_indices(rows, probability, 0.5, 0) == []
+
+
+def test_mean_maps_average_only_usable_images_per_group():
+    """Group means leave out unusable (all-zero) maps; an empty group gives zeros."""
+    maps = {"cam": np.stack([np.full((2, 2), v, np.float32) for v in (1.0, 3.0, 0.0, 5.0)])}
+    groups = np.array(["case", "case", "control", "case"])
+    usable = np.array([True, True, False, False])
+    means = gradcam.mean_maps(maps, groups, usable)
+    np.testing.assert_allclose(means["cam"]["case"], 2.0)
+    np.testing.assert_allclose(means["cam"]["control"], 0.0)

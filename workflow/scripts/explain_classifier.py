@@ -25,14 +25,6 @@ LOGGER = logging.getLogger("explain_classifier")
 
 #: Chips per group used for the (costlier) sanity checks.
 SANITY_PER_GROUP = 16
-#: Median |Spearman| between trained- and random-head maps above which the maps are flagged.
-RANDOMIZATION_WARN = 0.5
-#: Share of explained images without own-class evidence above which a warning is raised.
-DEGENERATE_WARN = 0.2
-#: Images per group below which region tests are flagged as underpowered.
-MIN_PER_GROUP = 10
-#: Attribution share outside the face, relative to that region's area, above which a warning is raised.
-OFF_FACE_RATIO = 1.5
 
 
 def explained_rows(split_path: str, qc_path: str, explain: Mapping[str, Any], source: str, seed: int) -> pd.DataFrame:
@@ -57,46 +49,6 @@ def explained_rows(split_path: str, qc_path: str, explain: Mapping[str, Any], so
     if len(not_ok):
         raise PhenofaceError(f"{qc_path}: test image {not_ok[0]} is not ok in QC; rerun sample_matched_controls")
     return selected.assign(chip_path=rows[column].to_numpy(), landmarks_path=rows["landmarks"].to_numpy())
-
-
-def share_table(rows: pd.DataFrame, maps: Mapping[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
-    """Per image and map: the share of attribution and of area in each region."""
-    from phenoface.gradcam import REGIONS, region_shares
-
-    area = region_shares(np.ones(labels.shape, np.float32), labels)
-    tables = []
-    for name, values in maps.items():
-        shares = region_shares(values, labels)
-        table = pd.DataFrame(shares, columns=list(REGIONS))
-        table.insert(0, "map", name)
-        table.insert(0, "group", rows["group"].to_numpy())
-        table.insert(0, "image_id", rows["image_id"].to_numpy())
-        for index, region in enumerate(REGIONS):
-            table[f"area_{region}"] = area[:, index]
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True)
-
-
-def mean_maps(maps: Mapping[str, np.ndarray], groups: np.ndarray, usable: np.ndarray) -> dict:
-    """Mean of each map over the usable images of each group."""
-    means = {}
-    for name, values in maps.items():
-        means[name] = {}
-        for group in ("case", "control"):
-            chosen = values[(groups == group) & usable]
-            means[name][group] = chosen.mean(axis=0) if len(chosen) else np.zeros(values.shape[1:], np.float32)
-    return means
-
-
-def example_indices(rows: pd.DataFrame, probability: np.ndarray, threshold: float, n_examples: int) -> list[int]:
-    """The most confidently, correctly classified images of each group ("typical", as the paper)."""
-    chosen = []
-    for group, sign in (("case", 1.0), ("control", -1.0)):
-        own = probability if sign > 0 else 1.0 - probability
-        correct = (probability >= threshold) == (group == "case")
-        candidates = np.flatnonzero((rows["group"].to_numpy() == group) & correct)
-        chosen.extend(candidates[np.argsort(-own[candidates], kind="stable")][:n_examples].tolist())
-    return chosen
 
 
 def sanity_checks(model, logit, chips: np.ndarray, groups: np.ndarray, layer: str, seed: int, batch_size: int) -> dict:
@@ -127,55 +79,20 @@ def sanity_checks(model, logit, chips: np.ndarray, groups: np.ndarray, layer: st
     }
 
 
-def sanity_warnings(
-    sanity: dict, counts: Mapping[str, int], degenerate: float, tests: pd.DataFrame
-) -> list[str]:
-    """Plain sentences about what the maps cannot show in this run."""
-    warnings = []
-    off_face = tests[(tests["map"] == "cam") & (tests["region"] == "other")]
-    for _, row in off_face.iterrows():
-        for group in ("case", "control"):
-            share = row[f"share_{group}"]
-            if np.isfinite(share) and share > OFF_FACE_RATIO * row["area_share"]:
-                warnings.append(
-                    f"Grad-CAM puts {share:.0%} of the {group} evidence outside the face (hair, "
-                    f"background, mask edge), which covers {row['area_share']:.0%} of the chip: "
-                    "the model may use cues other than the face."
-                )
-    randomized = sanity["randomized_head_spearman_abs"]["median"]
-    if randomized is not None and randomized >= RANDOMIZATION_WARN:
-        warnings.append(
-            f"Grad-CAM maps change little when the trained head is replaced by a random one "
-            f"(median |Spearman| {randomized:.2f}): they show what the frozen backbone sees more "
-            "than what separates the groups."
-        )
-    if degenerate > DEGENERATE_WARN:
-        warnings.append(
-            f"{degenerate:.0%} of the explained images show no evidence for their own group "
-            "(mostly misclassified ones); they are left out of the region shares and mean maps."
-        )
-    own = tests[(tests["map"] == "cam") & (tests["q_value"] < 0.05)]
-    same = tests[(tests["map"] == "cam_case") & (tests["q_value"] < 0.05)]
-    if len(own) and not len(same):
-        warnings.append(
-            f"case and control evidence fall on different regions ({', '.join(own['region'])}), but "
-            "case evidence does not differ between cases and controls: the complementary pattern "
-            "follows from Grad-CAM splitting one signed map into its two signs, not from a "
-            "difference between the faces."
-        )
-    small = [group for group, n in counts.items() if n < MIN_PER_GROUP]
-    if small:
-        warnings.append(
-            f"fewer than {MIN_PER_GROUP} usable explained images in {', '.join(small)}: the region tests "
-            "have little power and the mean maps are noisy."
-        )
-    return warnings
-
-
 def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Mapping[str, Any]) -> dict:
     """Explain, check and write every output; return the sanity summary."""
     from phenoface.backbone import read_chips
-    from phenoface.gradcam import MAP_COMPARISONS, explain_chips, logit_model, region_labels, region_tests
+    from phenoface.gradcam import (
+        MAP_COMPARISONS,
+        example_indices,
+        explain_chips,
+        logit_model,
+        mean_maps,
+        region_labels,
+        region_tests,
+        sanity_warnings,
+        share_table,
+    )
     from phenoface.model import load_model
     from phenoface.plots_explain import plot_examples, plot_group_maps, plot_region_shares
     from phenoface.morphometry import read_landmarks

@@ -22,7 +22,7 @@ what the backbone sees, not what separates the groups.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import cv2
 import keras
@@ -40,15 +40,19 @@ __all__ = [
     "MAP_COMPARISONS",
     "REGIONS",
     "class_cams",
+    "example_indices",
     "explain_chips",
     "guided_class_similarity",
     "logit_model",
+    "mean_maps",
     "randomize_head",
     "randomization_similarity",
     "region_labels",
     "region_shares",
     "region_tests",
+    "sanity_warnings",
     "select_images",
+    "share_table",
     "upsample_maps",
 ]
 
@@ -65,6 +69,14 @@ MAP_COMPARISONS = {
     "guided_gradcam": "own class",
     "cam_case": "case evidence, both groups",
 }
+#: Median |Spearman| between trained- and random-head maps above which the maps are flagged.
+RANDOMIZATION_WARN = 0.5
+#: Share of explained images without own-class evidence above which a warning is raised.
+DEGENERATE_WARN = 0.2
+#: Images per group below which region tests are flagged as underpowered.
+MIN_PER_GROUP = 10
+#: Attribution share outside the face, relative to that region's area, above which a warning is raised.
+OFF_FACE_RATIO = 1.5
 #: Facial regions, in the priority order used where their outlines overlap.
 REGIONS = ("eyes", "brows", "nose", "mouth", "forehead", "skin", "other")
 
@@ -447,3 +459,86 @@ def guided_class_similarity(model: keras.Model, chips: np.ndarray, batch_size: i
             parts.append(np.sqrt((guided[INPUT_NAME][1] ** 2).sum(axis=-1)))
         magnitudes[group] = np.concatenate(parts)
     return _spearman_rows(magnitudes["case"], magnitudes["control"])
+
+
+def share_table(rows: pd.DataFrame, maps: Mapping[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
+    """Per image and map: the share of attribution and of area in each region."""
+    area = region_shares(np.ones(labels.shape, np.float32), labels)
+    tables = []
+    for name, values in maps.items():
+        shares = region_shares(values, labels)
+        table = pd.DataFrame(shares, columns=list(REGIONS))
+        table.insert(0, "map", name)
+        table.insert(0, "group", rows["group"].to_numpy())
+        table.insert(0, "image_id", rows["image_id"].to_numpy())
+        for index, region in enumerate(REGIONS):
+            table[f"area_{region}"] = area[:, index]
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def mean_maps(maps: Mapping[str, np.ndarray], groups: np.ndarray, usable: np.ndarray) -> dict:
+    """Mean of each map over the usable images of each group."""
+    means = {}
+    for name, values in maps.items():
+        means[name] = {}
+        for group in ("case", "control"):
+            chosen = values[(groups == group) & usable]
+            means[name][group] = chosen.mean(axis=0) if len(chosen) else np.zeros(values.shape[1:], np.float32)
+    return means
+
+
+def example_indices(rows: pd.DataFrame, probability: np.ndarray, threshold: float, n_examples: int) -> list[int]:
+    """The most confidently, correctly classified images of each group ("typical", as the paper)."""
+    chosen = []
+    for group, sign in (("case", 1.0), ("control", -1.0)):
+        own = probability if sign > 0 else 1.0 - probability
+        correct = (probability >= threshold) == (group == "case")
+        candidates = np.flatnonzero((rows["group"].to_numpy() == group) & correct)
+        chosen.extend(candidates[np.argsort(-own[candidates], kind="stable")][:n_examples].tolist())
+    return chosen
+
+
+def sanity_warnings(
+    sanity: dict, counts: Mapping[str, int], degenerate: float, tests: pd.DataFrame
+) -> list[str]:
+    """Plain sentences about what the maps cannot show in this run."""
+    warnings = []
+    off_face = tests[(tests["map"] == "cam") & (tests["region"] == "other")]
+    for _, row in off_face.iterrows():
+        for group in ("case", "control"):
+            share = row[f"share_{group}"]
+            if np.isfinite(share) and share > OFF_FACE_RATIO * row["area_share"]:
+                warnings.append(
+                    f"Grad-CAM puts {share:.0%} of the {group} evidence outside the face (hair, "
+                    f"background, mask edge), which covers {row['area_share']:.0%} of the chip: "
+                    "the model may use cues other than the face."
+                )
+    randomized = sanity["randomized_head_spearman_abs"]["median"]
+    if randomized is not None and randomized >= RANDOMIZATION_WARN:
+        warnings.append(
+            f"Grad-CAM maps change little when the trained head is replaced by a random one "
+            f"(median |Spearman| {randomized:.2f}): they show what the frozen backbone sees more "
+            "than what separates the groups."
+        )
+    if degenerate > DEGENERATE_WARN:
+        warnings.append(
+            f"{degenerate:.0%} of the explained images show no evidence for their own group "
+            "(mostly misclassified ones); they are left out of the region shares and mean maps."
+        )
+    own = tests[(tests["map"] == "cam") & (tests["q_value"] < 0.05)]
+    same = tests[(tests["map"] == "cam_case") & (tests["q_value"] < 0.05)]
+    if len(own) and not len(same):
+        warnings.append(
+            f"case and control evidence fall on different regions ({', '.join(own['region'])}), but "
+            "case evidence does not differ between cases and controls: the complementary pattern "
+            "follows from Grad-CAM splitting one signed map into its two signs, not from a "
+            "difference between the faces."
+        )
+    small = [group for group, n in counts.items() if n < MIN_PER_GROUP]
+    if small:
+        warnings.append(
+            f"fewer than {MIN_PER_GROUP} usable explained images in {', '.join(small)}: the region tests "
+            "have little power and the mean maps are noisy."
+        )
+    return warnings

@@ -86,8 +86,11 @@ def plot_group_maps(
             ax = axes[row, column]
             shown = ax.imshow(image, cmap=cmap, vmin=low, vmax=high)
             draw_outline(ax, outline, color="white" if cmap == "inferno" else "black")
-            ax.set_title(f"{MAP_TITLES.get(name, name)}: {title}", fontsize=8)
+            ax.set_title(title, fontsize=8)
             ax.set_axis_off()
+            if column == 0:
+                ax.text(-0.08, 0.5, MAP_TITLES.get(name, name), rotation=90, fontsize=9,
+                        ha="center", va="center", transform=ax.transAxes)
             figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
     figure.suptitle(f"Mean attribution maps, held-out images (layer {layer})", fontsize=10)
     figure.tight_layout()
