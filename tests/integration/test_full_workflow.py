@@ -119,3 +119,16 @@ def test_end_to_end_is_complete_and_reproducible(make_workflow, proxy_sheets) ->
     before = {path: flow.path(path).read_bytes() for path in [str(metrics_path), *seeded]}
     flow.run("all", "--forcerun", "split_cohort", "compare_landmarks")
     assert {path: flow.path(path).read_bytes() for path in before} == before
+
+
+def test_unknown_gradcam_layer_fails_before_any_job(make_workflow, proxy_sheets) -> None:
+    """A misspelt explain.layer stops the dry run with a message listing the valid block names."""
+    cases, pool, _, _ = proxy_sheets
+    flow = make_workflow(
+        "badlayer", {"cases": str(cases), "reference_pool": str(pool), "explain": {"layer": "level2_blok3"}}
+    )
+    process = flow.run("-n", "all", check=False)
+    output = process.stdout + process.stderr
+    assert process.returncode != 0
+    assert "explain.layer is 'level2_blok3'" in output
+    assert "level2_block3" in output and "preprocess_images" not in output

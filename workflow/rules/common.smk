@@ -9,11 +9,17 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
+from phenoface.dlib_format import BLOCK_NAMES
 from phenoface.errors import PhenofaceError
 from phenoface.models import dlib_model_path
 from phenoface.sheets import assign_shards, check_sheets_disjoint, read_sheet
 
 validate(config, schema="../schemas/config.schema.yaml")
+if config["explain"]["layer"] not in BLOCK_NAMES:
+    # Checked here so a typo fails before hours of preprocessing, not after training.
+    raise WorkflowError(
+        f"explain.layer is {config['explain']['layer']!r}; use one of {', '.join(BLOCK_NAMES)}"
+    )
 # TensorFlow's C++ start-up chatter would bury each job's log; warnings still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
