@@ -13,7 +13,7 @@ B5  as B with 5-year bins, which brings it back towards 0.5.
 N   the null study: cases = a seeded random quarter of all faces, pool = the
     rest, matched on age and sex. There is nothing to find: the model, the
     landmark tests and the Grad-CAM region tests should find nothing beyond
-    their false-positive rate.
+    their false-positive rate. N2 is a second draw (another seed).
 
 Besides metrics.json it prints the Grad-CAM sanity checks and region tests
 (results/explain/) and the landmark morphometry (results/faces/).
@@ -44,15 +44,17 @@ UTK = REPO.parent / "shared" / "data" / "utkface"
 TEN_YEAR = [0, 10, 20, 30, 40, 50, 60, 70]
 FIVE_YEAR = list(range(0, 75, 5))
 
+def random_quarter(meta: pd.DataFrame, seed: int) -> pd.Series:
+    """A seeded random quarter of the rows: cases of a null study."""
+    return pd.Series(np.random.default_rng(seed).random(len(meta)) < 0.25, index=meta.index)
+
+
 STUDIES = {
     "A": dict(case=lambda m: m["sex"] == "F", match_on=["age"], age_bins=TEN_YEAR, allow_shortfall=True),
     "B": dict(case=lambda m: m["ethnicity"] == "asian", match_on=["age", "sex"], age_bins=TEN_YEAR),
     "B5": dict(case=lambda m: m["ethnicity"] == "asian", match_on=["age", "sex"], age_bins=FIVE_YEAR),
-    "N": dict(
-        case=lambda m: pd.Series(np.random.default_rng(7).random(len(m)) < 0.25, index=m.index),
-        match_on=["age", "sex"],
-        age_bins=TEN_YEAR,
-    ),
+    "N": dict(case=lambda m: random_quarter(m, 7), match_on=["age", "sex"], age_bins=TEN_YEAR),
+    "N2": dict(case=lambda m: random_quarter(m, 8), match_on=["age", "sex"], age_bins=TEN_YEAR),
 }
 
 
