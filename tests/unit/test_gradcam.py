@@ -90,8 +90,8 @@ def test_case_and_control_maps_of_one_chip_do_not_overlap(composed, real_faces):
     """Grad-CAM for "control" is the positive part of minus the case sum: disjoint supports."""
     chips = real_faces[0][:3]
     logit = gradcam.logit_model(composed)
-    as_case = gradcam.explain_chips(logit, chips, ["case"] * 3, LAYER, batch_size=3)
-    as_control = gradcam.explain_chips(logit, chips, ["control"] * 3, LAYER, batch_size=3)
+    as_case = gradcam.explain_chips(logit, chips, ["case"] * 3, LAYER, batch_size=3, keep_guided=True)
+    as_control = gradcam.explain_chips(logit, chips, ["control"] * 3, LAYER, batch_size=3, keep_guided=True)
     np.testing.assert_allclose(as_case["cam_signed"], as_control["cam_signed"])
     assert as_case["cam_signed"].shape == (3, 8, 8)
     signed_up = gradcam.upsample_maps(as_case["cam_signed"])
@@ -106,6 +106,19 @@ def test_case_and_control_maps_of_one_chip_do_not_overlap(composed, real_faces):
     np.testing.assert_allclose(as_case["cam_case"], as_case["cam"])
     # Guided backpropagation depends on the explained class.
     assert not np.allclose(as_case["guided"], as_control["guided"])
+
+
+def test_explain_chips_does_not_depend_on_batch_size(composed, real_faces):
+    """Batches of 2 and of 4 give the same maps; colour gradients are kept only on request."""
+    chips = real_faces[0][:4]
+    logit = gradcam.logit_model(composed)
+    groups = ["case", "control", "control", "case"]
+    small = gradcam.explain_chips(logit, chips, groups, LAYER, batch_size=2)
+    large = gradcam.explain_chips(logit, chips, groups, LAYER, batch_size=4)
+    assert "guided" not in small
+    for key in ("logit", "cam", "cam_case", "guided_gradcam"):
+        np.testing.assert_allclose(small[key], large[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    assert small["guided_gradcam"].shape == (4, 150, 150)
 
 
 def test_explain_chips_names_a_missing_layer(composed, real_faces):

@@ -153,11 +153,11 @@ def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Mapping[s
     )
     io.save_figure(outputs["regions_png"], plot_region_shares(tests))
     chosen = example_indices(rows, probability, float(params["threshold"]), int(explain["n_examples"]))
+    examples = explain_chips(logit, chips[chosen], groups[chosen], layer, batch_size, keep_guided=True)
     example_labels = [f"{rows['group'].iloc[i]}, p(case) = {probability[i]:.2f}" for i in chosen]
     io.save_figure(
         outputs["examples_png"],
-        plot_examples(chips[chosen], result["guided"][chosen], result["cam"][chosen],
-                      result["guided_gradcam"][chosen], example_labels),
+        plot_examples(chips[chosen], examples["guided"], examples["cam"], examples["guided_gradcam"], example_labels),
     )
     return sanity
 
