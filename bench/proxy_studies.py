@@ -112,7 +112,8 @@ def explain_lines(m: dict) -> list[str]:
     sanity, regions = m["_sanity"], m["_regions"]
     lines = [
         f"  Grad-CAM ({sanity['layer']}): {sanity['n_explained']} images; random-head |Spearman| median "
-        f"{sanity['randomized_head_spearman_abs']['median']:.2f}; guided case-vs-control Spearman median "
+        f"{sanity['randomized_head_spearman_abs']['median']:.2f}; shuffled-label head |Spearman| median "
+        f"{sanity['shuffled_labels_spearman_abs']['median']:.2f}; guided case-vs-control Spearman median "
         f"{sanity['guided_case_vs_control_spearman']['median']:.2f}; degenerate {sanity['degenerate_fraction']:.1%}"
     ]
     for (comparison, name), table in regions.groupby(["comparison", "map"], sort=False):

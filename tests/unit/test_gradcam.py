@@ -256,6 +256,9 @@ def test_sanity_warnings_each_fire_on_their_condition():
     counts = {"case": 50, "control": 50}
     assert gradcam.sanity_warnings(_sanity(0.2), counts, 0.0, _tests_table([], [])) == []
     assert "random one" in " ".join(gradcam.sanity_warnings(_sanity(0.7), counts, 0.0, _tests_table([], [])))
+    relabelled = dict(_sanity(0.2), shuffled_labels_spearman_abs={"median": 0.8})
+    shuffled = gradcam.sanity_warnings(relabelled, counts, 0.0, _tests_table([], []))
+    assert len(shuffled) == 1 and "shuffled labels" in shuffled[0] and "0.80" in shuffled[0]
     off_face = gradcam.sanity_warnings(_sanity(0.2), counts, 0.0, _tests_table([], [], other_case=0.6))
     assert len(off_face) == 1 and "outside the face" in off_face[0] and "60%" in off_face[0]
     unbacked = gradcam.sanity_warnings(_sanity(0.2), counts, 0.0, _tests_table(["skin", "eyes"], []))

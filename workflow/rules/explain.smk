@@ -7,6 +7,8 @@ rule explain_classifier:
         model="results/training/model.keras",
         split="results/split/cohort_split.csv",
         qc="results/qc/preprocess.tsv",
+        features="results/features/features.npz",
+        backbone="resources/backbone/dlib_resnet.weights.h5",
     output:
         maps="results/explain/gradcam.npz",
         regions="results/explain/regions.csv",
@@ -41,6 +43,7 @@ rule explain_classifier:
         explain=config["explain"],
         source=config["features"]["input"],
         threshold=config["evaluation"]["threshold"],
+        training=config["training"],
         seed=config["seed"],
     script:
         "../scripts/explain_classifier.py"

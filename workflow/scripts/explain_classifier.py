@@ -2,9 +2,10 @@
 
 Snakemake entry script of rule ``explain_classifier``. Inputs: ``model``
 (results/training/model.keras), ``split`` (results/split/cohort_split.csv),
-``qc`` (results/qc/preprocess.tsv: chip and landmark paths). Params:
-``explain`` (the config section), ``source`` (features.input: the chip the
-model was trained on), ``threshold``, ``seed``. Outputs: ``maps``
+``qc`` (results/qc/preprocess.tsv: chip and landmark paths), ``features`` and
+``backbone`` (to retrain the head on shuffled labels for the sanity check).
+Params: ``explain`` (the config section), ``source`` (features.input: the chip
+the model was trained on), ``threshold``, ``training``, ``seed``. Outputs: ``maps``
 (gradcam.npz), ``regions`` (per-image region shares), ``region_tests``,
 ``sanity`` (sanity.json), ``group_png``, ``regions_png``, ``examples_png``
 (individual faces). Log: ``log[0]``.
@@ -51,8 +52,32 @@ def explained_rows(split_path: str, qc_path: str, explain: Mapping[str, Any], so
     return selected.assign(chip_path=rows[column].to_numpy(), landmarks_path=rows["landmarks"].to_numpy())
 
 
-def sanity_checks(model, logit, chips: np.ndarray, groups: np.ndarray, layer: str, seed: int, batch_size: int) -> dict:
-    """Model-randomisation and class-sensitivity checks on a few chips per group."""
+def shuffled_label_model(inputs: Mapping[str, str], training: Mapping[str, Any], seed: int):
+    """The composed model with its head retrained on the training half under shuffled labels.
+
+    Adebayo et al.'s data-randomisation test: maps that survive it show the
+    data and the backbone, not what the labels taught the head.
+    """
+    from phenoface.backbone import load_backbone
+    from phenoface.model import HEAD_INPUT, HeadConfig, compose_model, labels_from_groups, train_head
+    from phenoface.runtime import make_rng
+    from phenoface.split import align_features
+
+    split = pd.read_csv(inputs["split"], dtype={"image_id": str, "group": str, "split": str}, keep_default_na=False)
+    train = split[split["split"] == "train"]
+    with np.load(inputs["features"], allow_pickle=False) as data:
+        rows = align_features(list(train["image_id"]), data["image_id"].astype(str).tolist(), inputs["features"])
+        features = np.asarray(data[HEAD_INPUT], dtype=np.float32)[rows]
+    labels = make_rng(seed).permutation(labels_from_groups(train["group"]))
+    LOGGER.info("retraining the head on %d training images with shuffled labels", len(labels))
+    head, _ = train_head(features, labels, HeadConfig.from_mapping(training), seed)
+    return compose_model(load_backbone(inputs["backbone"]), head)
+
+
+def sanity_checks(
+    model, logit, shuffled, chips: np.ndarray, groups: np.ndarray, layer: str, seed: int, batch_size: int
+) -> dict:
+    """Model- and data-randomisation and class-sensitivity checks on a few chips per group."""
     from phenoface.gradcam import (
         guided_class_similarity,
         logit_model,
@@ -64,6 +89,7 @@ def sanity_checks(model, logit, chips: np.ndarray, groups: np.ndarray, layer: st
     sample = np.concatenate([np.flatnonzero(groups == g)[:SANITY_PER_GROUP] for g in ("case", "control")])
     random_logit = logit_model(randomize_head(model, [FC1_LAYER, FC2_LAYER], seed))
     randomized = randomization_similarity(logit, random_logit, chips[sample], layer, batch_size)
+    relabelled = randomization_similarity(logit, logit_model(shuffled), chips[sample], layer, batch_size)
     class_similarity = guided_class_similarity(logit, chips[sample], batch_size)
     finite = lambda values: values[np.isfinite(values)]
     summary = lambda values: {
@@ -75,6 +101,7 @@ def sanity_checks(model, logit, chips: np.ndarray, groups: np.ndarray, layer: st
     return {
         "n_images": int(len(sample)),
         "randomized_head_spearman_abs": summary(np.abs(randomized)),
+        "shuffled_labels_spearman_abs": summary(np.abs(relabelled)),
         "guided_case_vs_control_spearman": summary(class_similarity),
     }
 
@@ -117,7 +144,8 @@ def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Mapping[s
     tests = region_tests(shares)
     counts = {group: int(((groups == group) & usable).sum()) for group in ("case", "control")}
 
-    sanity = sanity_checks(model, logit, chips, groups, layer, seed, batch_size)
+    shuffled = shuffled_label_model(inputs, params["training"], seed)
+    sanity = sanity_checks(model, logit, shuffled, chips, groups, layer, seed, batch_size)
     degenerate = float(1.0 - usable.mean()) if len(usable) else 0.0
     sanity.update(
         layer=layer,
@@ -169,6 +197,7 @@ def main(snakemake) -> None:
         "explain": snakemake.params.explain,
         "source": snakemake.params.source,
         "threshold": snakemake.params.threshold,
+        "training": snakemake.params.training,
         "seed": snakemake.params.seed,
     }
     run(dict(snakemake.input.items()), dict(snakemake.output.items()), params)

@@ -525,6 +525,12 @@ def sanity_warnings(
             f"(median |Spearman| {randomized:.2f}): they show what the frozen backbone sees more "
             "than what separates the groups."
         )
+    relabelled = sanity.get("shuffled_labels_spearman_abs", {}).get("median")
+    if relabelled is not None and relabelled >= RANDOMIZATION_WARN:
+        warnings.append(
+            f"a head trained on shuffled labels gives similar Grad-CAM maps (median |Spearman| "
+            f"{relabelled:.2f}): the maps reflect the data and the backbone more than the labels."
+        )
     if degenerate > DEGENERATE_WARN:
         warnings.append(
             f"{degenerate:.0%} of the explained images show no evidence for their own group "
