@@ -63,9 +63,15 @@ def write_sheets(folder: Path, meta: pd.DataFrame, is_case: pd.Series) -> tuple[
     folder.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame({"image": [str(UTK / i) for i in meta["image"]], "age": meta["age"], "sex": meta["sex"]})
     cases, pool = folder / "cases.csv", folder / "pool.csv"
-    table[is_case].to_csv(cases, index=False)
-    table[~is_case].to_csv(pool, index=False)
+    write_if_changed(cases, table[is_case].to_csv(index=False))
+    write_if_changed(pool, table[~is_case].to_csv(index=False))
     return cases, pool
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` unless the file already holds it (a new mtime would re-run the study)."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def run_study(name: str, work: Path, cores: int, repeats: int) -> dict:
@@ -84,7 +90,7 @@ def run_study(name: str, work: Path, cores: int, repeats: int) -> dict:
         },
         "evaluation": {"repeats": repeats},
     }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    write_if_changed(folder / "config.yaml", yaml.safe_dump(config))
     models = folder / "resources" / "mediapipe"
     models.mkdir(parents=True, exist_ok=True)
     for model in (REPO / "resources" / "mediapipe").glob("*.tflite"):
