@@ -224,3 +224,23 @@ def test_split_entry_script_writes_table_and_report(tmp_path):
     assert table["subject_id"].tolist() == cohort["subject_id"].tolist()  # blanks stay blank
     assert table["identity_group"].nunique() == 60  # descriptors were re-aligned to cohort order
     assert report["counts"]["train"] + report["counts"]["test"] == len(cohort)
+
+
+def test_split_table_readers_keep_ids_as_text_and_rows_in_order(tmp_path):
+    """read_split_table keeps zero-padded ids as text; feature_rows/training_half follow the table's order."""
+    from phenoface.split import feature_rows, read_split_table, training_half
+
+    table_path = tmp_path / "cohort_split.csv"
+    table_path.write_text("image_id,group,sex,subject_id,split\n007,case,F,,train\n003,control,M,,test\n001,case,M,,train\n")
+    npz_path = tmp_path / "features.npz"
+    np.savez(npz_path, image_id=np.array(["001", "003", "007"]), pooled=np.arange(6, dtype=np.float64).reshape(3, 2))
+    table = read_split_table(table_path)
+    assert list(table["image_id"]) == ["007", "003", "001"] and table["subject_id"].tolist() == ["", "", ""]
+    rows = feature_rows(npz_path, table["image_id"], "pooled")
+    assert rows.dtype == np.float32 and rows.tolist() == [[4, 5], [2, 3], [0, 1]]
+    features, train = training_half(table, npz_path, "pooled")
+    assert list(train["image_id"]) == ["007", "001"] and features.tolist() == [[4, 5], [0, 1]]
+    with pytest.raises(PhenofaceError, match="not found; run split_cohort"):
+        read_split_table(tmp_path / "missing.csv")
+    with pytest.raises(PhenofaceError, match="no training rows"):
+        training_half(table.assign(split="test"), npz_path, "pooled")

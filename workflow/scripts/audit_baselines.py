@@ -19,6 +19,7 @@ import pandas as pd
 
 from phenoface import audit, io, plots_eval, stats
 from phenoface.runtime import setup_logging
+from phenoface.split import feature_rows, read_split_table
 
 LOGGER = logging.getLogger("audit_baselines")
 
@@ -29,15 +30,6 @@ def read_table(path: str | Path, sep: str = ",") -> pd.DataFrame:
     return pd.read_csv(path, sep=sep, dtype=text, keep_default_na=False)
 
 
-def npz_rows(npz_path: str | Path, image_ids, key: str) -> np.ndarray:
-    """Rows of ``key`` in a features npz in the order of ``image_ids``."""
-    from phenoface.split import align_features
-
-    with np.load(npz_path, allow_pickle=False) as data:
-        rows = align_features(list(image_ids), data["image_id"].astype(str).tolist(), source=str(npz_path))
-        return np.asarray(data[key])[rows]
-
-
 def reference_audit(
     split_table: pd.DataFrame, features_path: str, head_path: str, reference_path: str, confidence: float
 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, stats.AucResult]]:
@@ -46,7 +38,7 @@ def reference_audit(
 
     head = load_model(head_path)
     controls = split_table[(split_table["split"] == "test") & (split_table["group"] == "control")]
-    control_probs = predict_head(head, npz_rows(features_path, controls["image_id"], HEAD_INPUT))
+    control_probs = predict_head(head, feature_rows(features_path, controls["image_id"], HEAD_INPUT))
     with np.load(reference_path, allow_pickle=False) as data:
         reference_probs = predict_head(head, np.asarray(data[HEAD_INPUT]))
     result = audit.reference_separation(control_probs, reference_probs, confidence)
@@ -64,8 +56,8 @@ def reference_audit(
 def run(inputs: dict[str, Any], outputs: dict[str, str], params: dict[str, Any]) -> pd.DataFrame:
     """Compute every baseline, write the outputs, return the baselines table."""
     confidence = float(params["confidence"])
-    split_table = read_table(inputs["split"])
-    descriptors = npz_rows(inputs["features"], split_table["image_id"], "descriptor")
+    split_table = read_split_table(inputs["split"])
+    descriptors = feature_rows(inputs["features"], split_table["image_id"], "descriptor")
     qc = read_table(inputs["qc"], sep="\t")
     cohort_qc = qc[qc["image_id"].isin(set(split_table["image_id"]))]
     LOGGER.info("image statistics for %d cohort images", len(cohort_qc))

@@ -25,6 +25,7 @@ import pandas as pd
 from phenoface import audit, io, plots_eval, stats
 from phenoface.errors import PhenofaceError
 from phenoface.runtime import make_rng, setup_logging
+from phenoface.split import feature_rows, read_split_table
 
 LOGGER = logging.getLogger("evaluate_classifier")
 
@@ -35,22 +36,6 @@ MIN_TEST_PER_CLASS = 30
 OVERFIT_GAP = 0.10
 #: Repeat AUC SD above this earns a warning that one split is not representative.
 REPEAT_SD_WARN = 0.05
-
-
-def read_split(path: str | Path) -> pd.DataFrame:
-    """The split table with ``image_id``/``sex``/``group``/``split`` as text."""
-    return pd.read_csv(
-        path, dtype={"image_id": str, "sex": str, "group": str, "split": str}, keep_default_na=False
-    )
-
-
-def model_features(npz_path: str | Path, image_ids: Sequence[str], key: str) -> np.ndarray:
-    """Rows of ``key`` in a features npz, in the order of ``image_ids``."""
-    from phenoface.split import align_features
-
-    with np.load(npz_path, allow_pickle=False) as data:
-        rows = align_features(list(image_ids), data["image_id"].astype(str).tolist(), source=str(npz_path))
-        return np.asarray(data[key])[rows]
 
 
 def predict_all(split_table: pd.DataFrame, probs: np.ndarray, threshold: float) -> pd.DataFrame:
@@ -138,7 +123,7 @@ def score_external_sets(
     results: dict[str, dict] = {}
     for name, features_path, labels_path in zip(names, feature_paths, label_paths):
         labels_table = pd.read_csv(labels_path, dtype={"image_id": str, "group": str}, keep_default_na=False)
-        features = model_features(features_path, labels_table["image_id"], key)
+        features = feature_rows(features_path, labels_table["image_id"], key)
         summary = audit.score_external(
             head,
             features,
@@ -159,8 +144,8 @@ def run(inputs: dict[str, Any], outputs: dict[str, str], params: dict[str, Any])
     from phenoface.model import HEAD_INPUT, load_model, predict_head
 
     threshold, confidence = float(params["threshold"]), float(params["confidence"])
-    split_table = read_split(inputs["split"])
-    features = model_features(inputs["features"], split_table["image_id"], HEAD_INPUT)
+    split_table = read_split_table(inputs["split"])
+    features = feature_rows(inputs["features"], split_table["image_id"], HEAD_INPUT)
     head = load_model(inputs["head"])
     predictions = predict_all(split_table, predict_head(head, features), threshold)
     test = predictions[predictions["split"] == "test"].reset_index(drop=True)

@@ -40,13 +40,9 @@ def summary_rows(summary: Mapping[str, float]) -> pd.DataFrame:
 def run(inputs: dict[str, str], output: str | Path, params: Mapping[str, Any]) -> pd.DataFrame:
     """Run every repeat and write the table; return it."""
     from phenoface.model import HEAD_INPUT, HeadConfig, predict_head, train_head
-    from phenoface.split import align_features, split_cohort
+    from phenoface.split import align_features, read_split_table, split_cohort
 
-    split_table = pd.read_csv(
-        inputs["split"],
-        dtype={"image_id": str, "sex": str, "group": str, "subject_id": str},
-        keep_default_na=False,
-    )
+    split_table = read_split_table(inputs["split"])
     cohort = split_table.drop(columns=[c for c in SPLIT_COLUMNS if c in split_table.columns])
     with np.load(inputs["features"], allow_pickle=False) as data:
         rows = align_features(

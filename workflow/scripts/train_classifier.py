@@ -16,42 +16,10 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-import pandas as pd
-
 from phenoface import io
-from phenoface.errors import PhenofaceError
 from phenoface.runtime import describe_device, setup_logging
 
 LOGGER = logging.getLogger("train_classifier")
-
-TEXT_COLUMNS = {"image_id": str, "group": str, "sex": str, "subject_id": str, "split": str}
-
-
-def read_split(path: str | Path) -> pd.DataFrame:
-    """Read the split table written by ``split_cohort``."""
-    if not Path(path).is_file():
-        raise PhenofaceError(f"split table {path} not found; run split_cohort")
-    table = pd.read_csv(path, dtype=TEXT_COLUMNS, keep_default_na=False)
-    if "split" not in table.columns:
-        raise PhenofaceError(f"{path} has no 'split' column; re-run split_cohort")
-    return table
-
-
-def training_rows(
-    split_table: pd.DataFrame, features_path: str | Path, key: str
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Features (``key``) and table rows of the training half, in table order."""
-    from phenoface.split import align_features
-
-    train = split_table[split_table["split"] == "train"].reset_index(drop=True)
-    if train.empty:
-        raise PhenofaceError("the split table has no training rows; check split.test_fraction")
-    with np.load(features_path, allow_pickle=False) as data:
-        rows = align_features(
-            list(train["image_id"]), data["image_id"].astype(str).tolist(), source=str(features_path)
-        )
-        return np.asarray(data[key], dtype=np.float32)[rows], train
 
 
 def run(
@@ -62,6 +30,7 @@ def run(
 ) -> dict[str, Any]:
     """Train, compose, and write every output; return the summary."""
     from phenoface.backbone import load_backbone
+    from phenoface.split import read_split_table, training_half
     from phenoface.model import (
         HEAD_INPUT,
         HeadConfig,
@@ -74,7 +43,7 @@ def run(
     )
 
     config = HeadConfig.from_mapping(training)
-    features, train = training_rows(read_split(inputs["split"]), inputs["features"], HEAD_INPUT)
+    features, train = training_half(read_split_table(inputs["split"]), inputs["features"], HEAD_INPUT)
     labels = labels_from_groups(train["group"])
     device = describe_device()
     LOGGER.info("device: %s", device)

@@ -18,9 +18,11 @@ stratified by group (case/control) x sex x age bin.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections import Counter
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -358,3 +360,40 @@ def align_features(
             "re-run extract_features for the current cohort"
         )
     return np.array([position[str(i)] for i in wanted_ids], dtype=np.int64)
+
+
+#: Columns of the split table read as text (ids, codes), whatever they look like.
+SPLIT_TEXT_COLUMNS = {"image_id": str, "group": str, "sex": str, "subject_id": str, "split": str}
+
+
+def read_split_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read the split table written by ``split_cohort`` (ids and codes as text).
+
+    Raises
+    ------
+    PhenofaceError
+        When the file is missing or has no ``split`` column.
+    """
+    if not Path(path).is_file():
+        raise PhenofaceError(f"split table {path} not found; run split_cohort")
+    table = pd.read_csv(path, dtype=SPLIT_TEXT_COLUMNS, keep_default_na=False)
+    if "split" not in table.columns:
+        raise PhenofaceError(f"{path} has no 'split' column; re-run split_cohort")
+    return table
+
+
+def feature_rows(npz_path: str | os.PathLike, image_ids: Sequence[str], key: str) -> np.ndarray:
+    """Rows of array ``key`` of a features npz, in the order of ``image_ids`` (float32)."""
+    with np.load(npz_path, allow_pickle=False) as data:
+        rows = align_features(list(image_ids), data["image_id"].astype(str).tolist(), source=str(npz_path))
+        return np.asarray(data[key], dtype=np.float32)[rows]
+
+
+def training_half(
+    split_table: pd.DataFrame, features_path: str | os.PathLike, key: str
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Features (``key``) and table rows of the training half, in table order."""
+    train = split_table[split_table["split"] == "train"].reset_index(drop=True)
+    if train.empty:
+        raise PhenofaceError("the split table has no training rows; check split.test_fraction")
+    return feature_rows(features_path, train["image_id"], key), train
