@@ -8,7 +8,6 @@ rule explain_classifier:
         split="results/split/cohort_split.csv",
         qc="results/qc/preprocess.tsv",
         features="results/features/features.npz",
-        backbone="resources/backbone/dlib_resnet.weights.h5",
     output:
         maps="results/explain/gradcam.npz",
         regions="results/explain/regions.csv",

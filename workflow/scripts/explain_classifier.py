@@ -2,8 +2,8 @@
 
 Snakemake entry script of rule ``explain_classifier``. Inputs: ``model``
 (results/training/model.keras), ``split`` (results/split/cohort_split.csv),
-``qc`` (results/qc/preprocess.tsv: chip and landmark paths), ``features`` and
-``backbone`` (to retrain the head on shuffled labels for the sanity check).
+``qc`` (results/qc/preprocess.tsv: chip and landmark paths), ``features``
+(to retrain the head on shuffled labels for the sanity check).
 Params: ``explain`` (the config section), ``source`` (features.input: the chip
 the model was trained on), ``threshold``, ``training``, ``seed``. Outputs: ``maps``
 (gradcam.npz), ``regions`` (per-image region shares), ``region_tests``,
@@ -28,17 +28,13 @@ LOGGER = logging.getLogger("explain_classifier")
 SANITY_PER_GROUP = 16
 
 
-def explained_rows(split_path: str, qc_path: str, explain: Mapping[str, Any], source: str, seed: int) -> pd.DataFrame:
+def explained_rows(split: pd.DataFrame, qc_path: str, explain: Mapping[str, Any], source: str, seed: int) -> pd.DataFrame:
     """The held-out rows to explain, with their chip and landmark paths."""
     from phenoface.backbone import FEATURE_COLUMNS
     from phenoface.gradcam import select_images
 
-    split = pd.read_csv(split_path, dtype={"image_id": str, "group": str, "split": str}, keep_default_na=False)
     selected = select_images(split, int(explain["max_images"]), seed)
     qc = pd.read_csv(qc_path, sep="\t", dtype=str, keep_default_na=False).set_index("image_id")
-    column = FEATURE_COLUMNS.get(source)
-    if column is None:
-        raise PhenofaceError(f"features.input is {source!r}; use one of {sorted(FEATURE_COLUMNS)}")
     missing = selected.loc[~selected["image_id"].isin(qc.index), "image_id"]
     if len(missing):
         raise PhenofaceError(
@@ -49,29 +45,38 @@ def explained_rows(split_path: str, qc_path: str, explain: Mapping[str, Any], so
     not_ok = rows.index[rows["status"] != "ok"]
     if len(not_ok):
         raise PhenofaceError(f"{qc_path}: test image {not_ok[0]} is not ok in QC; rerun sample_matched_controls")
-    return selected.assign(chip_path=rows[column].to_numpy(), landmarks_path=rows["landmarks"].to_numpy())
+    # features.input is an enum in the config schema.
+    chip_paths = rows[FEATURE_COLUMNS[source]].to_numpy()
+    return selected.assign(chip_path=chip_paths, landmarks_path=rows["landmarks"].to_numpy())
 
 
-def shuffled_label_model(inputs: Mapping[str, str], training: Mapping[str, Any], seed: int):
-    """The composed model with its head retrained on the training half under shuffled labels.
+def shuffled_label_model(
+    model, split: pd.DataFrame, features_path: str, training: Mapping[str, Any], seed: int
+):
+    """``model`` with its head retrained on the training half under shuffled labels.
 
     Adebayo et al.'s data-randomisation test: maps that survive it show the
     data and the backbone, not what the labels taught the head.
     """
-    from phenoface.backbone import load_backbone
-    from phenoface.model import HEAD_INPUT, HeadConfig, compose_model, labels_from_groups, train_head
+    from phenoface.gradcam import with_head_weights
+    from phenoface.model import HEAD_INPUT, HeadConfig, labels_from_groups, train_head
     from phenoface.runtime import make_rng
-    from phenoface.split import align_features
+    from phenoface.split import training_half
 
-    split = pd.read_csv(inputs["split"], dtype={"image_id": str, "group": str, "split": str}, keep_default_na=False)
-    train = split[split["split"] == "train"]
-    with np.load(inputs["features"], allow_pickle=False) as data:
-        rows = align_features(list(train["image_id"]), data["image_id"].astype(str).tolist(), inputs["features"])
-        features = np.asarray(data[HEAD_INPUT], dtype=np.float32)[rows]
+    features, train = training_half(split, features_path, HEAD_INPUT)
     labels = make_rng(seed).permutation(labels_from_groups(train["group"]))
     LOGGER.info("retraining the head on %d training images with shuffled labels", len(labels))
     head, _ = train_head(features, labels, HeadConfig.from_mapping(training), seed)
-    return compose_model(load_backbone(inputs["backbone"]), head)
+    # The head's layers carry the same names inside the composed model.
+    return with_head_weights(model, {layer.name: layer.get_weights() for layer in head.layers if layer.weights})
+
+
+def summary(values: np.ndarray) -> dict:
+    """n, median, min and max of the finite values (None when there are none)."""
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return {"n": 0, "median": None, "min": None, "max": None}
+    return {"n": len(finite), "median": float(np.median(finite)), "min": float(finite.min()), "max": float(finite.max())}
 
 
 def sanity_checks(
@@ -91,13 +96,6 @@ def sanity_checks(
     randomized = randomization_similarity(logit, random_logit, chips[sample], layer, batch_size)
     relabelled = randomization_similarity(logit, logit_model(shuffled), chips[sample], layer, batch_size)
     class_similarity = guided_class_similarity(logit, chips[sample], batch_size)
-    finite = lambda values: values[np.isfinite(values)]
-    summary = lambda values: {
-        "n": int(len(finite(values))),
-        "median": float(np.median(finite(values))) if len(finite(values)) else None,
-        "min": float(finite(values).min()) if len(finite(values)) else None,
-        "max": float(finite(values).max()) if len(finite(values)) else None,
-    }
     return {
         "n_images": int(len(sample)),
         "randomized_head_spearman_abs": summary(np.abs(randomized)),
@@ -123,10 +121,12 @@ def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Mapping[s
     from phenoface.model import load_model
     from phenoface.plots_explain import plot_examples, plot_group_maps, plot_region_shares
     from phenoface.morphometry import read_landmarks
+    from phenoface.split import read_split_table
 
     explain, seed = params["explain"], int(params["seed"])
     layer, batch_size = explain["layer"], int(explain["batch_size"])
-    rows = explained_rows(inputs["split"], inputs["qc"], explain, params["source"], seed)
+    split = read_split_table(inputs["split"])
+    rows = explained_rows(split, inputs["qc"], explain, params["source"], seed)
     groups = rows["group"].to_numpy()
     LOGGER.info("explaining %d held-out images (%s) at layer %s",
                 len(rows), rows["group"].value_counts().to_dict(), layer)
@@ -144,7 +144,7 @@ def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Mapping[s
     tests = region_tests(shares)
     counts = {group: int(((groups == group) & usable).sum()) for group in ("case", "control")}
 
-    shuffled = shuffled_label_model(inputs, params["training"], seed)
+    shuffled = shuffled_label_model(model, split, inputs["features"], params["training"], seed)
     sanity = sanity_checks(model, logit, shuffled, chips, groups, layer, seed, batch_size)
     degenerate = float(1.0 - usable.mean()) if len(usable) else 0.0
     sanity.update(

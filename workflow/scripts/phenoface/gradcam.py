@@ -54,6 +54,7 @@ __all__ = [
     "select_images",
     "share_table",
     "upsample_maps",
+    "with_head_weights",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -121,6 +122,19 @@ def logit_model(model: keras.Model) -> keras.Model:
     return keras.Model(rebuilt.inputs, rebuilt.outputs, name=f"{model.name}_logit")
 
 
+def with_head_weights(model: keras.Model, weights: Mapping[str, list[np.ndarray]]) -> keras.Model:
+    """A copy of ``model`` in which the named layers get the given weights.
+
+    The copy shares no variables with ``model``; every other layer keeps
+    ``model``'s weights.
+    """
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for name, layer_weights in weights.items():
+        clone.get_layer(name).set_weights(layer_weights)
+    return clone
+
+
 def randomize_head(model: keras.Model, head_layers: Sequence[str], seed: int) -> keras.Model:
     """A copy of ``model`` whose ``head_layers`` get fresh random weights.
 
@@ -130,19 +144,15 @@ def randomize_head(model: keras.Model, head_layers: Sequence[str], seed: int) ->
     of Adebayo et al. (2018).
     """
     rng = np.random.default_rng(seed)
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
+    fresh = {}
     for name in head_layers:
-        layer = clone.get_layer(name)
-        fresh = []
-        for weight in layer.get_weights():
-            if weight.ndim == 2:
-                limit = np.sqrt(6.0 / sum(weight.shape))
-                fresh.append(rng.uniform(-limit, limit, weight.shape).astype(weight.dtype))
-            else:
-                fresh.append(np.zeros_like(weight))
-        layer.set_weights(fresh)
-    return clone
+        fresh[name] = [
+            rng.uniform(-np.sqrt(6.0 / sum(w.shape)), np.sqrt(6.0 / sum(w.shape)), w.shape).astype(w.dtype)
+            if w.ndim == 2
+            else np.zeros_like(w)
+            for w in model.get_layer(name).get_weights()
+        ]
+    return with_head_weights(model, fresh)
 
 
 def class_cams(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
@@ -164,9 +174,10 @@ def class_cams(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
 
 def upsample_maps(maps: np.ndarray, size: int = CHIP_SIZE) -> np.ndarray:
     """Resize ``(N, h, w)`` maps to ``(N, size, size)`` bilinearly (pixel centres aligned)."""
-    return np.stack(
-        [cv2.resize(m.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR) for m in maps]
-    ) if len(maps) else np.zeros((0, size, size), np.float32)
+    resized = np.zeros((len(maps), size, size), np.float32)
+    for index, single in enumerate(maps):
+        resized[index] = cv2.resize(single.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    return resized
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
