@@ -9,32 +9,16 @@ from matplotlib.text import Annotation
 from PIL import Image
 
 from phenoface import plots, sampling
-from phenoface.sheets import image_id_for
+from sheet_factory import make_sheet
 
 BINS = [0, 10, 20, 30, 40, 50, 60, 70]
-
-
-def sheet(kind: str, people: list[tuple[int, str]]) -> pd.DataFrame:
-    """A minimal sheet as read_sheet returns it."""
-    images = [f"{kind}_{index:04d}.jpg" for index in range(len(people))]
-    return pd.DataFrame(
-        {
-            "image_id": [image_id_for(kind, image) for image in images],
-            "sheet": kind,
-            "row": range(2, len(people) + 2),
-            "image": images,
-            "age": [age for age, _ in people],
-            "sex": [sex for _, sex in people],
-            "subject_id": "",
-        }
-    )
 
 
 @pytest.fixture()
 def study() -> dict:
     """Cases, ranked pool, QC (with failures and untried rows) and the drawn cohort."""
-    cases = sheet("cases", [(45, "F")] * 5 + [(62, "M")] * 4)
-    pool = sheet("pool", [(41, "F")] * 12 + [(66, "M")] * 10 + [(30, "")] * 3)
+    cases = make_sheet("cases", [(45, "F")] * 5 + [(62, "M")] * 4)
+    pool = make_sheet("pool", [(41, "F")] * 12 + [(66, "M")] * 10 + [(30, "")] * 3)
     ranked = sampling.rank_pool(pool, BINS, ["age", "sex"], seed=0)
     status = {image_id: "not_needed" for image_id in pool["image_id"]}
     order = ranked.loc[ranked["eligible"]].sort_values(["stratum", "rank"])

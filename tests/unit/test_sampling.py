@@ -12,27 +12,11 @@ import pytest
 import megaage_to_sheet
 from phenoface import sampling
 from phenoface.errors import PhenofaceError
-from phenoface.sheets import image_id_for, read_sheet
+from phenoface.sheets import read_sheet
+from sheet_factory import make_sheet
 
 BINS = [0, 10, 20, 30, 40, 50, 60, 70]
 AGE_SEX = ["age", "sex"]
-
-
-def make_sheet(kind: str, people: list[tuple[int, str]], prefix: str = "img") -> pd.DataFrame:
-    """A validated-looking sheet (as read_sheet returns) for (age, sex) pairs."""
-    images = [f"{prefix}_{index:05d}.jpg" for index in range(len(people))]
-    return pd.DataFrame(
-        {
-            "image_id": [image_id_for(kind, image) for image in images],
-            "sheet": kind,
-            "row": range(2, len(people) + 2),
-            "image": images,
-            "path": [f"/data/{image}" for image in images],
-            "age": [age for age, _ in people],
-            "sex": [sex for _, sex in people],
-            "subject_id": "",
-        }
-    )
 
 
 def make_qc(
