@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -290,17 +291,36 @@ def extract_features(
         return np.zeros((0, 256), np.float32), np.zeros((0, 128), np.float32)
     pooled, descriptor = [], []
     for start in range(0, len(chips), batch_size):
-        out = model.predict_on_batch(chips[start : start + batch_size])
-        pooled.append(np.asarray(out[0], dtype=np.float32))
-        descriptor.append(np.asarray(out[1], dtype=np.float32))
+        batch = chips[start : start + batch_size]
+        n_real = len(batch)
+        if start and n_real < batch_size:
+            # A short last batch would compile the forward pass a second time
+            # (seconds on a GPU); padding costs one batch of compute at most.
+            batch = _pad_rows(batch, batch_size)
+        out = model.predict_on_batch(batch)
+        pooled.append(np.asarray(out[0][:n_real], dtype=np.float32))
+        descriptor.append(np.asarray(out[1][:n_real], dtype=np.float32))
     return np.concatenate(pooled), np.concatenate(descriptor)
 
 
-def _grad_with_aux(fn: Callable, args: dict) -> tuple[dict, dict]:
+def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` with zero rows appended up to ``rows`` rows."""
+    padding = np.zeros((rows - len(array),) + array.shape[1:], array.dtype)
+    return np.concatenate([array, padding])
+
+
+def _bucket(n: int) -> int:
+    """The smallest power of two >= ``n``: the batch shapes gradients are compiled for."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _grad_with_aux(fn: Callable, args: dict, compiled: dict | None = None) -> tuple[dict, dict]:
     """Gradients of ``fn(args)[0]`` (a scalar) w.r.t. every array in ``args``.
 
     ``fn`` returns ``(scalar, aux)``; this is the only backend-specific code.
-    Returns ``(grads, aux)`` with numpy arrays.
+    Returns ``(grads, aux)`` with numpy arrays. Under JAX the gradient
+    function is compiled once and kept in ``compiled`` (when given), so later
+    calls with the same shapes reuse it instead of recompiling per batch.
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -314,16 +334,27 @@ def _grad_with_aux(fn: Callable, args: dict) -> tuple[dict, dict]:
     elif backend == "jax":
         import jax
 
-        # jit: one XLA compilation instead of one per eager operation.
-        grads, aux = jax.jit(jax.grad(fn, has_aux=True))(
-            jax.tree_util.tree_map(jax.numpy.asarray, args)
-        )
+        if compiled is None or "jax" not in compiled:
+            step = jax.jit(jax.grad(fn, has_aux=True))
+            if compiled is None:
+                compiled = {}
+            compiled["jax"] = step
+        grads, aux = compiled["jax"](jax.tree_util.tree_map(jax.numpy.asarray, args))
     else:
         raise NotImplementedError(
             f"gradients are implemented for tensorflow and jax, not {backend}"
         )
     as_numpy = lambda tree: {k: np.asarray(v, dtype=np.float32) for k, v in tree.items()}
     return as_numpy(grads), as_numpy(aux)
+
+
+#: Compiled gradient functions per model, keyed by what shapes the traced function.
+_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+
+
+def _sum_output(out):
+    """Default per-chip score: the sum of the chosen output."""
+    return ops.sum(out, axis=-1)
 
 
 @ops.custom_gradient
@@ -347,6 +378,7 @@ def gradients(
     output: str = "descriptor",
     target: Callable | None = None,
     guided: bool = False,
+    chip_weights: np.ndarray | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Activations and gradients of a per-chip score, for Grad-CAM.
 
@@ -373,6 +405,10 @@ def gradients(
         Back-propagate through every ``ReLU`` layer as guided backpropagation
         does (Springenberg et al. 2015): only positive gradients into
         positive inputs pass. The forward values are unchanged.
+    chip_weights : numpy.ndarray, optional
+        ``(N,)`` factor on each chip's score (e.g. +1/-1 for the class
+        explained); default 1. Passed as data, not baked into ``target``, so
+        one compiled gradient function serves every batch.
 
     Returns
     -------
@@ -381,11 +417,16 @@ def gradients(
         output shape (for the input: the chips as float32 and d score / d chip).
     """
     chips = _check_chips(chips).astype(np.float32)
+    n_chips = len(chips)
+    weights = np.ones(n_chips, np.float32) if chip_weights is None else np.asarray(chip_weights, np.float32)
+    # Pad to a power of two with zero-weight chips: a few batch shapes, each compiled once.
+    rows = _bucket(n_chips)
+    chips, weights = _pad_rows(chips, rows), _pad_rows(weights, rows)
     output_index = [t.name for t in model.outputs].index(model.get_layer(output).output.name)
-    score = target or (lambda out: ops.sum(out, axis=-1))
+    score = target or _sum_output
     inner = [name for name in layer_names if name != INPUT_NAME]
     probes = {
-        name: np.zeros((len(chips),) + tuple(model.get_layer(name).output.shape[1:]), np.float32)
+        name: np.zeros((rows,) + tuple(model.get_layer(name).output.shape[1:]), np.float32)
         for name in inner
     }
 
@@ -406,11 +447,17 @@ def gradients(
 
         # Keras' own graph runner, with the requested layers wrapped.
         outputs = model._run_through_graph(args[INPUT_NAME], operation_fn=operation_fn)
-        return ops.sum(score(outputs[output_index])), activations
+        return ops.sum(score(outputs[output_index]) * args["chip_weights"]), activations
 
-    grads, activations = _grad_with_aux(forward, {INPUT_NAME: chips, **probes})
+    key = (tuple(layer_names), output, score, guided)
+    compiled = _COMPILED.setdefault(model, {}).setdefault(key, {})
+    grads, activations = _grad_with_aux(
+        forward, {INPUT_NAME: chips, "chip_weights": weights, **probes}, compiled
+    )
     activations[INPUT_NAME] = chips
-    return {name: (activations[name], grads[name]) for name in layer_names}
+    return {
+        name: (activations[name][:n_chips], grads[name][:n_chips]) for name in layer_names
+    }
 
 
 FEATURE_COLUMNS = {"masked": "masked_chip", "chip": "chip"}

@@ -91,6 +91,11 @@ _MOUTH = list(range(48, 60))
 _FOREHEAD_FRACTION = 0.6
 
 
+def logit_score(outputs):
+    """Each chip's score to explain: its case logit (the class sign enters as a chip weight)."""
+    return outputs[:, 0]
+
+
 def logit_model(model: keras.Model) -> keras.Model:
     """The composed model with its output sigmoid removed.
 
@@ -240,8 +245,7 @@ def explain_chips(
     for start in range(0, len(chips), batch_size):
         batch = chips[start : start + batch_size]
         batch_signs = signs[start : start + batch_size]
-        probed = gradients(model, batch, [layer, LOGIT_LAYER], output=LOGIT_LAYER,
-                           target=lambda out: out[:, 0])
+        probed = gradients(model, batch, [layer, LOGIT_LAYER], output=LOGIT_LAYER, target=logit_score)
         signed = class_cams(*probed[layer])
         cam = _normalise(upsample_maps(np.maximum(signed * batch_signs[:, None, None], 0.0)))
         guided = gradients(
@@ -249,8 +253,9 @@ def explain_chips(
             batch,
             [INPUT_NAME],
             output=LOGIT_LAYER,
-            target=lambda out, s=batch_signs: out[:, 0] * s,
+            target=logit_score,
             guided=True,
+            chip_weights=batch_signs,
         )[INPUT_NAME][1]
         parts["logit"].append(probed[LOGIT_LAYER][0][:, 0])
         parts["cam_signed"].append(signed)
@@ -452,7 +457,7 @@ def randomization_similarity(
         cams = []
         for start in range(0, len(chips), batch_size):
             probed = gradients(candidate, chips[start : start + batch_size], [layer],
-                               output=LOGIT_LAYER, target=lambda out: out[:, 0])
+                               output=LOGIT_LAYER, target=logit_score)
             cams.append(np.abs(class_cams(*probed[layer])))
         maps.append(np.concatenate(cams))
     return _spearman_rows(*maps)
@@ -469,8 +474,9 @@ def guided_class_similarity(model: keras.Model, chips: np.ndarray, batch_size: i
     for group, sign in CLASS_SIGNS.items():
         parts = []
         for start in range(0, len(chips), batch_size):
-            guided = gradients(model, chips[start : start + batch_size], [INPUT_NAME],
-                               output=LOGIT_LAYER, target=lambda out, s=sign: out[:, 0] * s, guided=True)
+            batch = chips[start : start + batch_size]
+            guided = gradients(model, batch, [INPUT_NAME], output=LOGIT_LAYER, target=logit_score,
+                               guided=True, chip_weights=np.full(len(batch), sign, np.float32))
             parts.append(np.sqrt((guided[INPUT_NAME][1] ** 2).sum(axis=-1)))
         magnitudes[group] = np.concatenate(parts)
     return _spearman_rows(magnitudes["case"], magnitudes["control"])
