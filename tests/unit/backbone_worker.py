@@ -36,6 +36,8 @@ def main(argv: list[str]) -> None:
     chips = np.load(chips_path)["chips"]
     model = backbone.load_backbone(weights_path)
     result["pooled"], result["descriptor"] = backbone.extract_features(model, chips, batch_size=64)
+    # 5 chips in batches of 3: the short last batch is padded, never recompiled.
+    _, result["descriptor_short_last"] = backbone.extract_features(model, chips[:5], batch_size=3)
     _, result["descriptor_float"] = backbone.extract_features(
         model, chips[:8].astype(np.float32), batch_size=8
     )
@@ -54,6 +56,9 @@ def main(argv: list[str]) -> None:
         result[f"grad/{name}"] = gradient
     guided = backbone.gradients(model, chips[:2], [backbone.INPUT_NAME], guided=True)
     result["guided/chip"] = guided[backbone.INPUT_NAME][1]
+    weighted = backbone.gradients(model, chips[:3], [backbone.INPUT_NAME], chip_weights=[1.0, -1.0, 0.0])
+    result["weighted/chip"] = weighted[backbone.INPUT_NAME][1]
+    result["unweighted/chip"] = backbone.gradients(model, chips[:3], [backbone.INPUT_NAME])[backbone.INPUT_NAME][1]
     np.savez(out_path, **result)
 
 

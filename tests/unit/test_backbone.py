@@ -174,6 +174,25 @@ def test_guided_gradients_agree_between_backends(backend_results):
     np.testing.assert_allclose(tf_guided, jax_guided, atol=1e-5 * np.abs(tf_guided).max())
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_short_last_batch_gives_the_same_descriptors(backend, backend_results):
+    """A padded short last batch (5 chips in batches of 3) changes no descriptor and adds no row."""
+    result = backend_results[backend]
+    assert result["descriptor_short_last"].shape == (5, 128)
+    np.testing.assert_allclose(result["descriptor_short_last"], result["descriptor"][:5], atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chip_weights_scale_each_chips_gradient(backend, backend_results):
+    """chip_weights +1/-1/0 give the plain gradient, its negation and zero, chip by chip."""
+    weighted, plain = backend_results[backend]["weighted/chip"], backend_results[backend]["unweighted/chip"]
+    scale = np.abs(plain).max()
+    assert weighted.shape == plain.shape == (3, 150, 150, 3)
+    np.testing.assert_allclose(weighted[0], plain[0], atol=1e-5 * scale)
+    np.testing.assert_allclose(weighted[1], -plain[1], atol=1e-5 * scale)
+    assert np.abs(weighted[2]).max() == 0.0
+
+
 def test_empty_and_malformed_batches(backend_results):
     """No chips give empty arrays of the right width; a wrong shape is a clear error."""
     result = backend_results["tensorflow"]

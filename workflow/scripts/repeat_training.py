@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from phenoface import audit, io, stats
-from phenoface.runtime import setup_logging
+from phenoface.runtime import describe_device, setup_logging
 
 LOGGER = logging.getLogger("repeat_training")
 
@@ -88,6 +88,7 @@ def run(inputs: dict[str, str], output: str | Path, params: Mapping[str, Any]) -
 def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
     """Entry point: the only place that touches ``snakemake``."""
     setup_logging(snakemake.log[0])
+    logging.getLogger("repeat_training").info(describe_device())
     run(
         {"split": snakemake.input.split, "features": snakemake.input.features},
         snakemake.output.repeats,
