@@ -1,6 +1,7 @@
 # phenoface: two commands.
 #   make demo   run the workflow on a small embedded demo (portraits shipped in registry packages)
 #   make test   snakefmt --check, snakemake --lint and pytest
+#   make mutation   mutation testing of the result-deciding modules (slow; not part of make test)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test venv lint clean-demo
+.PHONY: demo test venv lint clean-demo mutation
 
 venv: $(STAMP)
 
@@ -33,6 +34,12 @@ lint: $(STAMP) demo/config.yaml
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Each module's mutants run against that module's unit tests only (bench/mutation.py,
+# scores and the list of equivalent mutants in bench/README.md). MODULES=stats audit ... picks some.
+MODULES ?=
+mutation: $(STAMP)
+	nice -n 10 $(BIN)/python bench/mutation.py $(MODULES)
 
 clean-demo:
 	rm -rf demo

@@ -420,3 +420,47 @@ def test_repeat_training_script_writes_repeats_and_summary(shortcut_images, tmp_
     aucs = table["auc"][:2].astype(float)
     assert summary["auc_mean"] == pytest.approx(aucs.mean())
     assert summary["auc_min"] <= summary["auc_mean"] <= summary["auc_max"]
+
+
+@pytest.mark.parametrize(
+    ("image_auc", "warn_auc", "warned"),
+    [(0.71, 0.7, True), (0.70, 0.7, False), (0.69, 0.7, False), (0.75, 0.8, False), (0.81, 0.8, True)],
+)
+def test_image_statistics_warning_at_the_warn_auc_boundary(image_auc, warn_auc, warned):
+    """The acquisition-shortcut warning fires strictly above the configured warn_auc, not a fixed 0.7."""
+    found = audit.baseline_warnings(baselines_table(image_auc, 0.5), warn_auc=warn_auc)
+    assert len(found) == int(warned)
+    if warned:
+        assert f"above {warn_auc:.2f}" in found[0]
+
+
+@pytest.mark.parametrize(("reference_auc", "warned"), [(0.71, True), (0.29, True), (0.69, False), (0.31, False)])
+def test_reference_sheet_warning_at_the_warn_auc_boundary(reference_auc, warned):
+    """The reference-sheet separation max(AUC, 1 - AUC) warns just above warn_auc = 0.7, on either side."""
+    found = audit.baseline_warnings(baselines_table(0.5, 0.5, reference_auc), warn_auc=0.7)
+    assert len(found) == int(warned)
+    if warned:
+        assert "separation 0.71 > 0.70" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("age_sex_auc", "age_sex_range", "warned"),
+    [(0.40, (0.40, 0.60), False), (0.39, (0.40, 0.60), True), (0.60, (0.40, 0.60), False),
+     (0.61, (0.40, 0.60), True), (0.42, (0.45, 0.55), True), (0.58, (0.45, 0.55), True)],
+)  # fmt: skip
+def test_age_sex_warning_at_the_range_boundaries(age_sex_auc, age_sex_range, warned):
+    """The age+sex baseline warns outside the closed range age_sex_range, whatever range is configured."""
+    found = audit.baseline_warnings(baselines_table(0.5, age_sex_auc), warn_auc=0.7, age_sex_range=age_sex_range)
+    assert len(found) == int(warned)
+    if warned:
+        low, high = age_sex_range
+        assert f"outside {low:.2f}-{high:.2f}" in found[0]
+
+
+def test_skipped_or_undefined_audits_do_not_warn():
+    """A baseline that did not run (status not ok) or has a NaN AUC is never a warning."""
+    table = baselines_table(0.95, 0.95, 0.95)
+    table.loc[table["baseline"] == "image_statistics", "status"] = "skipped: no images"
+    table.loc[table["baseline"] == "age_sex", "auc"] = math.nan
+    table.loc[table["baseline"] == "reference_sheet", "auc"] = math.nan
+    assert audit.baseline_warnings(table, warn_auc=0.7) == []

@@ -145,3 +145,91 @@ def test_validation_sheet_may_not_reuse_a_training_image(sheet_dir: Path) -> Non
     )
     with pytest.raises(PhenofaceError, match=r"pool sheet \(row 2\).*external sheet \(row 3\)"):
         check_sheets_disjoint(pool, external)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle", "fix"),
+    [
+        ("image,age,sex\nimg dir/a.jpg,131,F\n", "row 2, column age: '131'", "between 0 and 130. Fix or remove the row."),
+        ("image,age,sex\nimg dir/a.jpg,-1,F\n", "row 2, column age: '-1'", "Fix or remove the row."),
+        ("image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,,M\n", "row 3, column age: ''", "Fix or remove"),
+        ("image,age,sex\nimg dir/a.jpg,nan,F\n", "row 2, column age", "Fix or remove the row."),
+        ("image,age,sex\nimg dir/a.jpg,inf,F\n", "row 2, column age", "Fix or remove the row."),
+        ("image,age,sex\n ,34,F\n", "row 2, column image: empty", "Give the image's path."),
+        ("image,age,sex\nimg dir/a.jpg,34,X\n", "unknown code 'X'", "Use M or F."),
+        ("image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M,extra,more\n", "cannot be read as CSV", "Fix the CSV syntax."),
+        ('image,age,sex\n"img dir/a.jpg,34,F\n', "cannot be read as CSV", "Fix the CSV syntax."),
+        ("", "cannot be read as CSV", "Fix the CSV syntax."),
+        ("image,age,sex,path\nimg dir/a.jpg,34,F,x\n", "column(s) path are reserved", "rename them."),
+        ("image,age,sex,row,sheet\nimg dir/a.jpg,34,F,1,x\n", "column(s) sheet, row are reserved", "rename them."),
+        ("image,age\nimg dir/a.jpg,34\n", "missing column(s) sex; found image, age", "needs the columns image, age, sex"),
+        ("image,age,sex\nimg dir/nope.jpg,34,F\n", "file ", "fix the path or remove the row."),
+    ],
+)  # fmt: skip
+def test_errors_name_the_fix(sheet_dir: Path, body: str, needle: str, fix: str) -> None:
+    """Each user error names the sheet, where the problem is, and the fix the README promises."""
+    sheet = write(sheet_dir / "cases.csv", body)
+    with pytest.raises(PhenofaceError) as caught:
+        read_sheet(sheet, "cases")
+    message = str(caught.value)
+    assert message.startswith(f"cases sheet {sheet}")
+    assert needle in message and fix in message
+
+
+@pytest.mark.parametrize(("age", "expected"), [("0", 0), ("130", 130), (" 45 ", 45), ("34.0", 34)])
+def test_ages_at_the_ends_of_the_range_are_accepted(sheet_dir: Path, age: str, expected: int) -> None:
+    """Ages 0 and 130 (the limits), padded and integral-decimal ages are read as int years."""
+    table = read_sheet(write(sheet_dir / "cases.csv", f"image,age,sex\nimg dir/a.jpg,{age},F\n"), "cases")
+    assert table["age"].tolist() == [expected] and table["age"].dtype.kind == "i"
+
+
+def test_latin1_sheet_is_rejected_with_the_fix(sheet_dir: Path) -> None:
+    """A sheet saved as Latin-1 (a non-ASCII file name) stops with 'not UTF-8' and how to save it."""
+    sheet = sheet_dir / "cases.csv"
+    sheet.write_bytes("image,age,sex\nimg dir/b é 2.jpg,19,M\n".encode("latin-1"))
+    with pytest.raises(PhenofaceError, match=r"not UTF-8 text .*Save the sheet as UTF-8 CSV\.") as caught:
+        read_sheet(sheet, "cases")
+    assert str(sheet) in str(caught.value)
+
+
+def test_unreadable_image_names_the_row_and_the_fix(sheet_dir: Path, monkeypatch) -> None:
+    """An image the process may not read stops at its row with 'not readable. Fix its permissions.'
+
+    The tests may run as root, for whom chmod 000 still reads, so access is denied through os.access.
+    """
+    import phenoface.sheets as sheets_module
+
+    denied = (sheet_dir / "img dir" / "c.jpg").resolve()
+    real_access = sheets_module.os.access
+    monkeypatch.setattr(sheets_module.os, "access", lambda path, mode: Path(path) != denied and real_access(path, mode))
+    sheet = write(sheet_dir / "cases.csv", "image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M\n")
+    with pytest.raises(PhenofaceError, match=r"row 3, column image: file .*c\.jpg is not readable\. Fix its permissions\."):
+        read_sheet(sheet, "cases")
+    assert len(read_sheet(sheet, "cases", check_files=False)) == 2
+
+
+def test_header_and_cells_are_trimmed_and_subject_ids_kept(sheet_dir: Path) -> None:
+    """Spaces around header names and cells are dropped; subject ids are kept as text."""
+    sheet = write(
+        sheet_dir / "pool.csv",
+        " image , age ,sex,subject_id\n img dir/a.jpg ,34, m , 007 \nimg dir/c.jpg,3,,\n",
+    )
+    table = read_sheet(sheet, "pool")
+    assert table["image"].tolist() == ["img dir/a.jpg", "img dir/c.jpg"]
+    assert table["sex"].tolist() == ["M", ""]
+    assert table["subject_id"].tolist() == ["007", ""]
+    assert table["image_id"].tolist() == [image_id_for("pool", "img dir/a.jpg"), image_id_for("pool", "img dir/c.jpg")]
+    assert list(table.columns[:8]) == ["image_id", "sheet", "row", "image", "path", "age", "sex", "subject_id"]
+    assert (table["sheet"] == "pool").all()
+
+
+def test_unknown_sheet_kind_is_a_programming_error(tmp_path: Path) -> None:
+    """read_sheet refuses a sheet kind it does not know (ValueError, not a user error)."""
+    with pytest.raises(ValueError, match="sheet_kind"):
+        read_sheet(tmp_path / "x.csv", "controls")
+
+
+def test_pool_error_names_the_allowed_codes(sheet_dir: Path) -> None:
+    """In a pool sheet an unknown sex code lists M, F or empty as the allowed values."""
+    with pytest.raises(PhenofaceError, match=r"row 2, column sex: unknown code 'W'\. Use M, F or empty\."):
+        read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/a.jpg,34,W\n"), "pool")

@@ -244,3 +244,45 @@ def test_split_table_readers_keep_ids_as_text_and_rows_in_order(tmp_path):
         read_split_table(tmp_path / "missing.csv")
     with pytest.raises(PhenofaceError, match="no training rows"):
         training_half(table.assign(split="test"), npz_path, "pooled")
+
+
+def _age_layered_cohort(per_stratum: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """One image per person; every group x sex cell spread over four age bins, ``per_stratum`` each.
+
+    Rows are sorted by age within each group x sex cell, so a split that
+    stratified by group x sex only would leave the age bins to chance.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group in ("case", "control"):
+        for sex in ("F", "M"):
+            for age_bin in (20, 30, 40, 50):
+                for k in range(per_stratum):
+                    rows.append({"group": group, "sex": sex, "age": age_bin + int(rng.integers(0, 10))})
+    cohort = pd.DataFrame(rows)
+    cohort["image_id"] = [f"i{k:04d}" for k in range(len(cohort))]
+    centres = rng.normal(size=(len(cohort), 128))
+    return cohort, centres / np.linalg.norm(centres, axis=1, keepdims=True)
+
+
+def test_split_is_stratified_by_age_bin_within_group_and_sex():
+    """Every group x sex x age-bin stratum of 10 people is split 5/5 (within one), not only group x sex."""
+    cohort, descriptors = _age_layered_cohort(10)
+    table, report = split_cohort(cohort, descriptors, age_bins=AGE_BINS, seed=3)
+    table["age_bin"] = table["age"] // 10 * 10
+    per_stratum = table.groupby(["group", "sex", "age_bin"])["split"].apply(lambda s: int((s == "test").sum()))
+    assert len(per_stratum) == 16
+    assert per_stratum.between(4, 6).all(), per_stratum.to_dict()
+    assert sorted(report["strata"]) == sorted(
+        f"{g}|{s}|{b}-{b + 9}" for g in ("case", "control") for s in ("F", "M") for b in (20, 30, 40, 50)
+    )
+
+
+def test_split_strata_use_the_configured_age_bins():
+    """Coarser age bins give coarser strata: with bins 0-39 and 40+ a stratum holds both 20s and 30s."""
+    cohort, descriptors = _age_layered_cohort(6)
+    _, report = split_cohort(cohort, descriptors, age_bins=[0, 40], seed=3)
+    assert sorted(report["strata"]) == sorted(
+        f"{g}|{s}|{b}" for g in ("case", "control") for s in ("F", "M") for b in ("0-39", "40+")
+    )
+    assert all(sum(counts.values()) == 12 for counts in report["strata"].values())

@@ -55,16 +55,86 @@ def test_delong_variance_equals_pairwise_definition():
     assert result.se == pytest.approx(math.sqrt(variance), rel=1e-10)
 
 
-def test_delong_hanley_mcneil_published_auc():
-    """Hanley & McNeil (1982, Radiology 143:29) rating data: AUC 0.893, CI brackets it."""
+def hanley_mcneil_ratings() -> tuple[np.ndarray, np.ndarray]:
+    """Hanley & McNeil (1982, Radiology 143:29, Table 1): 58 normal and 51 abnormal CT ratings 1-5."""
     normal, abnormal = [33, 6, 6, 11, 2], [3, 2, 2, 11, 33]
     ratings = np.concatenate([np.repeat(np.arange(1, 6), normal), np.repeat(np.arange(1, 6), abnormal)])
     labels = np.concatenate([np.zeros(sum(normal), int), np.ones(sum(abnormal), int)])
+    return labels, ratings
+
+
+#: Two-sided standard normal quantiles z_(1 - alpha/2), as printed in statistical tables.
+NORMAL_QUANTILES = {0.90: 1.6448536269514722, 0.95: 1.959963984540054, 0.99: 2.5758293035489004}
+
+
+def test_delong_hanley_mcneil_published_auc():
+    """Hanley & McNeil (1982, Radiology 143:29) rating data: AUC 0.893, CI brackets it."""
+    labels, ratings = hanley_mcneil_ratings()
     result = stats.auc_delong(labels, ratings)
     assert round(result.auc, 4) == 0.8932
     # Hanley-McNeil's exponential approximation gives SE 0.0326; DeLong's is close.
     assert result.se == pytest.approx(0.0326, abs=0.004)
     assert result.ci_low < 0.8932 < result.ci_high
+
+
+@pytest.mark.parametrize("confidence", sorted(NORMAL_QUANTILES))
+def test_delong_interval_half_width_is_the_normal_quantile_times_se(confidence):
+    """The interval is AUC -/+ z * SE with z the tabled normal quantile of the requested level."""
+    labels, ratings = hanley_mcneil_ratings()
+    result = stats.auc_delong(labels, ratings, confidence=confidence)
+    z = NORMAL_QUANTILES[confidence]
+    assert result.ci_high - result.auc == pytest.approx(z * result.se, rel=1e-9)
+    assert result.auc - result.ci_low == pytest.approx(z * result.se, rel=1e-9)
+
+
+def test_delong_interval_on_the_published_ratings():
+    """Hanley & McNeil's ratings: DeLong SE 0.0307 and 95% CI 0.833-0.953 (SE from the pairwise definition)."""
+    labels, ratings = hanley_mcneil_ratings()
+    auc, variance = naive_delong(labels, ratings)
+    result = stats.auc_delong(labels, ratings)
+    assert result.se == pytest.approx(math.sqrt(variance), rel=1e-10)
+    assert round(result.se, 4) == 0.0307
+    assert (round(result.ci_low, 3), round(result.ci_high, 3)) == (0.833, 0.953)
+    assert result.ci_low == pytest.approx(auc - 1.959963984540054 * math.sqrt(variance), rel=1e-9)
+    assert (result.n_case, result.n_control) == (51, 58)
+
+
+def test_default_interval_is_95_percent():
+    """Without a confidence argument the interval is the 95% one, and it is narrower at 90%."""
+    labels, ratings = hanley_mcneil_ratings()
+    default = stats.auc_delong(labels, ratings)
+    assert default == stats.auc_delong(labels, ratings, confidence=0.95)
+    narrower = stats.auc_delong(labels, ratings, confidence=0.90)
+    assert default.ci_low < narrower.ci_low < narrower.ci_high < default.ci_high
+
+
+@pytest.mark.parametrize("confidence", [0.0, 1.0, 95])
+def test_confidence_outside_zero_one_is_rejected(confidence):
+    """A confidence given as a percentage or at the ends of (0, 1) raises instead of a silent interval."""
+    labels, ratings = hanley_mcneil_ratings()
+    with pytest.raises(ValueError, match="confidence"):
+        stats.auc_delong(labels, ratings, confidence=confidence)
+
+
+def test_delong_interval_is_clipped_to_zero_one():
+    """An AUC near 1 with a small sample keeps ci_high at exactly 1.0 and ci_low unclipped."""
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.7, 0.8, 0.9])
+    result = stats.auc_delong(labels, scores)
+    assert result.auc == pytest.approx(15 / 16)
+    assert result.ci_high == 1.0
+    assert result.ci_low == pytest.approx(result.auc - 1.959963984540054 * result.se, rel=1e-9)
+    flipped = stats.auc_delong(labels, -scores)
+    assert flipped.ci_low == 0.0 and flipped.auc == pytest.approx(1 / 16)
+
+
+def test_auc_label_names_the_confidence_level():
+    """The legend text states the level it was computed at, and says undefined for a NaN AUC."""
+    result = stats.AucResult(auc=0.8123, se=0.02, ci_low=0.7712, ci_high=0.8534, n_case=5, n_control=5)
+    assert result.label() == "AUC = 0.81 (95% CI 0.77\u20130.85)"
+    assert result.label(0.9) == "AUC = 0.81 (90% CI 0.77\u20130.85)"
+    assert stats.AucResult(math.nan, math.nan, math.nan, math.nan, 0, 3).label() == "AUC undefined"
+    assert result.as_dict("head") == {"head": 0.8123, "head_ci_low": 0.7712, "head_ci_high": 0.8534, "head_se": 0.02}
 
 
 def test_delong_ci_matches_large_bootstrap():

@@ -1,0 +1,196 @@
+"""Mutation testing of the modules that decide results, one module at a time.
+
+Each module's mutants (mutmut 3, pinned in requirements.lock) run against that
+module's own unit tests only, so a run fits a small machine and a mutant counts
+as killed only when the tests written for that module notice it. mutmut names a
+mutant after the importable module, so every module is staged in its own folder
+``.mutation/<name>/`` as ``phenoface/`` (the library) plus ``tests/``; results
+stay cached there, and a second run only re-tests mutants of changed functions.
+
+The score of a module is killed / (all - equivalent): mutants with no test at
+all and those that survive both count against it; a timeout counts as killed.
+Equivalent mutants (no observable change) are listed with a one-line reason in
+``bench/mutation_equivalents.txt``.
+
+Usage (from the repository root; ``make mutation`` runs every module)::
+
+    nice -n 10 .venv/bin/python bench/mutation.py stats sheets
+    .venv/bin/python bench/mutation.py --report stats   # scores and survivors, no run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "workflow" / "scripts"
+WORK = REPO / ".mutation"
+EQUIVALENTS = REPO / "bench" / "mutation_equivalents.txt"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A module to mutate (path under workflow/scripts) and the unit tests that own it."""
+
+    source: str
+    tests: tuple[str, ...]
+    functions: str = "*"  # mutmut name pattern after the module, e.g. "x_evaluation_warnings*"
+
+
+TARGETS = {
+    "stats": Target("phenoface/stats.py", ("tests/unit/test_stats.py",)),
+    "audit": Target("phenoface/audit.py", ("tests/unit/test_audit.py",)),
+    "split": Target("phenoface/split.py", ("tests/unit/test_split.py",)),
+    "sheets": Target("phenoface/sheets.py", ("tests/unit/test_sheets.py",)),
+    "sampling": Target("phenoface/sampling.py", ("tests/unit/test_sampling.py",)),
+    "evaluation_warnings": Target(
+        "evaluate_classifier.py", ("tests/unit/test_evaluation_warnings.py",), "x_evaluation_warnings*"
+    ),
+    "morphometry": Target("phenoface/morphometry.py", ("tests/unit/test_morphometry.py",)),
+    "gradcam": Target("phenoface/gradcam.py", ("tests/unit/test_gradcam.py",)),
+}
+
+
+def module_name(target: Target) -> str:
+    """The dotted name mutmut gives the module (its path in the stage)."""
+    return target.source[: -len(".py")].replace("/", ".")
+
+
+def stage(name: str, target: Target) -> Path:
+    """(Re)build ``.mutation/<name>/`` with the current library, scripts and tests.
+
+    The previous ``mutants/`` folder is kept so mutmut re-tests only mutants of
+    functions that changed.
+    """
+    folder = WORK / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("phenoface", "tests"):
+        shutil.rmtree(folder / stale, ignore_errors=True)
+    shutil.copytree(SCRIPTS / "phenoface", folder / "phenoface", ignore=shutil.ignore_patterns("__pycache__"))
+    for script in SCRIPTS.glob("*.py"):
+        shutil.copy2(script, folder / script.name)
+    (folder / "tests").mkdir()
+    shutil.copy2(REPO / "tests" / "conftest.py", folder / "tests" / "conftest.py")
+    shutil.copytree(REPO / "tests" / "unit", folder / "tests" / "unit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "pytest.ini", folder / "pytest.ini")
+    # mutmut copies the library into mutants/; the entry scripts (imported by some tests) and the
+    # tests are copied again on every run (also_copy), so a changed test counts at once.
+    scripts = sorted(p.name for p in SCRIPTS.glob("*.py") if p.name != target.source)
+    source_paths = ["phenoface/"] + ([target.source] if not target.source.startswith("phenoface/") else [])
+    (folder / "setup.cfg").write_text(
+        "[mutmut]\n"
+        + "source_paths =\n" + "".join(f"    {path}\n" for path in source_paths)
+        + f"only_mutate = {target.source}\n"
+        + "also_copy =\n" + "".join(f"    {script}\n" for script in scripts)
+        + "pytest_add_cli_args_test_selection =\n" + "".join(f"    {test}\n" for test in target.tests),
+        encoding="utf-8",
+    )
+    return folder
+
+
+def run(name: str, target: Target, max_children: int) -> None:
+    """Stage the module and let mutmut test every mutant.
+
+    mutmut keeps a mutant's verdict until its function changes; survivors of an
+    earlier run are named explicitly so that they meet the current tests again.
+    """
+    earlier = [m for m, status in results(name, target).items() if status not in ("killed", "timeout")]
+    folder = stage(name, target)
+    env = dict(os.environ)
+    env["PHENOFACE_SHARED"] = str(Path(os.environ.get("PHENOFACE_SHARED", REPO.parent / "shared")).resolve())
+    env.pop("CI", None)
+    command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(max_children)]
+    passes = [[f"{module_name(target)}.{target.functions}"] if target.functions != "*" else []]
+    if earlier:
+        passes.append(earlier)
+    for names in passes:
+        print(f"[{name}] mutmut run on {len(names) or 'all'} mutant name(s) in {folder}", flush=True)
+        done = subprocess.run(command + names, cwd=folder, env=env, check=False, capture_output=True, text=True)
+        (folder / "last_run.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+        if done.returncode != 0:
+            print(f"[{name}] mutmut exited {done.returncode}; see {folder / 'last_run.log'}", flush=True)
+
+
+def read_equivalents() -> dict[str, str]:
+    """``{mutant name: reason}`` from bench/mutation_equivalents.txt."""
+    equivalents = {}
+    if EQUIVALENTS.exists():
+        for line in EQUIVALENTS.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                mutant, _, reason = line.partition(" ")
+                equivalents[mutant] = reason.strip()
+    return equivalents
+
+
+def results(name: str, target: Target) -> dict[str, str]:
+    """``{mutant name: status}`` from mutmut's per-file record."""
+    from fnmatch import fnmatch
+
+    meta = WORK / name / "mutants" / f"{target.source}.meta"
+    if not meta.exists():
+        return {}
+    codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    statuses = {
+        1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout",
+        -24: "timeout", 24: "timeout", 152: "timeout", None: "not checked",
+    }  # fmt: skip
+    pattern = f"{module_name(target)}.{target.functions}"
+    return {key: statuses.get(code, "suspicious") for key, code in codes.items() if fnmatch(key, pattern)}
+
+
+def score(name: str, target: Target, equivalents: dict[str, str]) -> dict:
+    """Counts and score of one module; survivors that are not listed as equivalent."""
+    statuses = results(name, target)
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    equivalent = [m for m in statuses if m in equivalents]
+    killed = sum(statuses[m] in ("killed", "timeout") for m in statuses if m not in equivalents)
+    relevant = len(statuses) - len(equivalent)
+    survivors = sorted(m for m, s in statuses.items() if s not in ("killed", "timeout") and m not in equivalents)
+    return {
+        "module": name,
+        "mutants": len(statuses),
+        "equivalent": len(equivalent),
+        "killed": killed,
+        "score": killed / relevant if relevant else float("nan"),
+        "counts": counts,
+        "survivors": survivors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"modules to test (default: all of {', '.join(TARGETS)})")
+    parser.add_argument("--report", action="store_true", help="only report scores of earlier runs")
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel")
+    parser.add_argument("--survivors", action="store_true", help="list surviving mutant names")
+    args = parser.parse_args()
+    names = args.modules or list(TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; known: {', '.join(TARGETS)}")
+    equivalents = read_equivalents()
+    rows = []
+    for name in names:
+        if not args.report:
+            run(name, TARGETS[name], args.max_children)
+        rows.append(score(name, TARGETS[name], equivalents))
+    print(f"{'module':<22}{'mutants':>8}{'equiv.':>8}{'killed':>8}{'score':>8}  statuses")
+    for row in rows:
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(row["counts"].items()))
+        print(f"{row['module']:<22}{row['mutants']:>8}{row['equivalent']:>8}{row['killed']:>8}{row['score']:>8.1%}  {detail}")
+        if args.survivors:
+            for mutant in row["survivors"]:
+                print(f"    {mutant}")
+
+
+if __name__ == "__main__":
+    main()
