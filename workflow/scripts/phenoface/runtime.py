@@ -39,21 +39,27 @@ def make_rng(seed: int) -> np.random.Generator:
 
 
 def describe_device() -> str:
-    """One line naming the Keras backend and the accelerator it will use."""
+    """One line naming the Keras backend, the accelerator it will use and the GPUs granted.
+
+    ``CUDA_VISIBLE_DEVICES`` is what the scheduler handed the job (SLURM sets it
+    for ``--gpus``/``--gres`` jobs); comparing it with the devices the backend
+    found tells a missing GPU request from a missing CUDA library.
+    """
     import keras
 
+    granted = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}"
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
         devices = jax.devices()
-        return f"keras backend jax, devices: {', '.join(str(d) for d in devices)}"
+        return f"keras backend jax, devices: {', '.join(str(d) for d in devices)}; {granted}"
     if backend == "tensorflow":
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-        return f"keras backend tensorflow, GPUs: {len(gpus)} ({'GPU' if gpus else 'CPU only'})"
-    return f"keras backend {backend}"
+        return f"keras backend tensorflow, GPUs: {len(gpus)} ({'GPU' if gpus else 'CPU only'}); {granted}"
+    return f"keras backend {backend}; {granted}"
 
 
 def run_main(main, snakemake) -> None:
