@@ -1,6 +1,6 @@
 # phenoface: two commands.
 #   make demo   run the workflow on a small embedded demo (portraits shipped in registry packages)
-#   make test   snakefmt --check, snakemake --lint and pytest
+#   make test   snakefmt --check, snakemake --lint, Debian's chromium (apt-get) and pytest
 #   make mutation   mutation testing of the result-deciding modules (slow; not part of make test)
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test venv lint clean-demo mutation
+.PHONY: demo test venv lint browser clean-demo mutation
 
 venv: $(STAMP)
 
@@ -32,7 +32,13 @@ lint: $(STAMP) demo/config.yaml
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake -s $(CURDIR)/Snakefile -d demo --configfile demo/config.yaml --lint
 
-test: lint
+# Debian's Chromium for the report's browser test (tests/integration/test_report_browser.py).
+# Playwright (pinned in requirements.lock) drives it; nothing downloads a browser of its own.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || { echo "could not install chromium: the browser test will fail in CI and skip here"; test -z "$$CI"; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 # Each module's mutants run against that module's unit tests only (bench/mutation.py,

@@ -13,11 +13,11 @@ sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 SHARED = Path(os.environ.get("PHENOFACE_SHARED", REPO.parent / "shared")).resolve()
 
 
-def _require(path: Path) -> Path:
+def _require(path: Path, hint: str = "tests read ../shared/data; set PHENOFACE_SHARED") -> Path:
     """Return ``path``; fail loudly in CI, skip elsewhere, when it is missing."""
     if path.exists():
         return path
-    message = f"test data missing: {path} (tests read ../shared/data; set PHENOFACE_SHARED)"
+    message = f"test input missing: {path} ({hint})"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
@@ -51,3 +51,9 @@ def edge_cases_dir(shared_data: Path) -> Path:
 def utkface_dir(shared_data: Path) -> Path:
     """8,737 UTKFace chips with age, sex and ethnicity."""
     return _require(shared_data / "utkface")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, which the report's browser test drives through Playwright."""
+    return _require(Path(os.environ.get("PHENOFACE_CHROMIUM", "/usr/bin/chromium")), "run `make browser`")

@@ -1,26 +1,31 @@
-"""The whole workflow on a small UTKFace proxy study: features, split, training, evaluation."""
+"""The whole workflow on a small UTKFace proxy study: features, split, training, evaluation, report."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from .conftest import write_sheet
+from . import report_browser
+from .conftest import Workflow, write_sheet
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture()
-def proxy_sheets(utkface_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+@pytest.fixture(scope="module")
+def proxy_sheets(utkface_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
     """Cases: 60 adult women; pool: 150 adult men (sex is the 'phenotype'; matched on age).
 
     Plus an external labelled sheet (12 other women as cases, 12 other men as
     controls) and a reference sheet (12 other men).
     """
+    folder = tmp_path_factory.mktemp("sheets")
     meta = pd.read_csv(utkface_dir / "metadata.csv", keep_default_na=False)
     adults = meta[(meta["age"] >= 20) & (meta["age"] < 60) & (meta["in_dev_set"] == "")]
 
@@ -32,18 +37,19 @@ def proxy_sheets(utkface_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path, P
     external = [dict(r, group="case") for r in rows(women.iloc[60:72])]
     external += [dict(r, group="control") for r in rows(men.iloc[150:162])]
     return (
-        write_sheet(tmp_path / "cases.csv", rows(women.head(60))),
-        write_sheet(tmp_path / "pool.csv", rows(men.head(150))),
-        write_sheet(tmp_path / "external.csv", external),
-        write_sheet(tmp_path / "reference.csv", rows(men.iloc[162:174])),
+        write_sheet(folder / "cases.csv", rows(women.head(60))),
+        write_sheet(folder / "pool.csv", rows(men.head(150))),
+        write_sheet(folder / "external.csv", external),
+        write_sheet(folder / "reference.csv", rows(men.iloc[162:174])),
     )
 
 
-def test_end_to_end_is_complete_and_reproducible(make_workflow, proxy_sheets) -> None:
-    """All targets build; features cover every ok chip; metrics are sane and identical on a rerun."""
+@pytest.fixture(scope="module")
+def full_study(proxy_sheets, mediapipe_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Workflow:
+    """The proxy study run through every target once; the tests of this module read it."""
     cases, pool, external, reference = proxy_sheets
-    flow = make_workflow(
-        "full",
+    flow = Workflow(
+        tmp_path_factory.mktemp("study") / "full",
         {
             "cases": str(cases),
             "reference_pool": str(pool),
@@ -51,8 +57,15 @@ def test_end_to_end_is_complete_and_reproducible(make_workflow, proxy_sheets) ->
             "evaluation": {"repeats": 2, "n_bootstrap": 200, "external": [str(external)]},
             "audit": {"reference_sheet": str(reference)},
         },
+        mediapipe_cache,
     )
     flow.run("all")
+    return flow
+
+
+def test_end_to_end_is_complete_and_reproducible(full_study: Workflow) -> None:
+    """All targets build; features cover every ok chip; metrics are sane and identical on a rerun."""
+    flow = full_study
     qc = pd.read_csv(flow.path("results/qc/preprocess.tsv"), sep="\t", keep_default_na=False)
     features = np.load(flow.path("results/features/features.npz"))
     ok_ids = sorted(qc.loc[qc["status"] == "ok", "image_id"])
@@ -132,3 +145,92 @@ def test_unknown_gradcam_layer_fails_before_any_job(make_workflow, proxy_sheets)
     assert process.returncode != 0
     assert "explain.layer is 'level2_blok3'" in output
     assert "level2_block3" in output and "preprocess_images" not in output
+
+
+def build_report(flow: Workflow, show_faces: bool) -> Path:
+    """``snakemake --report`` of the finished study with ``report.show_faces`` set; the HTML path."""
+    config = yaml.safe_load(flow.config_path.read_text(encoding="utf-8"))
+    config["report"] = {"show_faces": show_faces}
+    config_path = flow.path(f"config_faces_{show_faces}.yaml")
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    report = flow.path(f"report_faces_{show_faces}.html")
+    command = flow.command("--report", str(report))
+    command[command.index(str(flow.config_path))] = str(config_path)
+    process = subprocess.run(command, capture_output=True, text=True, env=flow.env(), cwd=flow.workdir)
+    assert process.returncode == 0, process.stderr[-4000:]
+    return report
+
+
+def face_images(flow: Workflow) -> dict[str, str]:
+    """sha256 -> path of every file showing an individual face: inputs, chips, contact sheet, examples."""
+    qc = pd.read_csv(flow.path("results/qc/preprocess.tsv"), sep="\t", keep_default_na=False)
+    paths = [Path(p) for p in qc["path"]]
+    for column in ("chip", "masked_chip"):
+        paths += [flow.path(p) for p in qc[column] if p]
+    paths += [flow.path("results/qc/contact_sheet.png"), flow.path("results/explain/examples.png")]
+    return report_browser.file_hashes(paths)
+
+
+def json_warnings(flow: Workflow) -> list[str]:
+    """Every sentence in a ``warnings`` list of any JSON file under results/ (read independently)."""
+
+    def walk(record) -> list[str]:
+        if isinstance(record, dict):
+            own = record.get("warnings")
+            found = [str(w) for w in own] if isinstance(own, list) else []
+            return found + [w for key, value in record.items() if key != "warnings" for w in walk(value)]
+        if isinstance(record, list):
+            return [w for item in record for w in walk(item)]
+        return []
+
+    return [w for path in sorted(flow.path("results").rglob("*.json")) for w in walk(json.loads(path.read_text()))]
+
+
+def test_report_opens_on_the_summary_and_embeds_no_face(
+    full_study: Workflow, chromium: Path, tmp_path: Path
+) -> None:
+    """In Chromium: no page error or network request; the summary first, with the AUC and every JSON
+    warning; every declared result listed and shown; no individual face in any embedded file."""
+    report = build_report(full_study, show_faces=False)
+    visit = report_browser.visit_report(report, tmp_path / "screenshots_no_faces", chromium)
+    assert visit.page_errors == [] and visit.console_errors == [] and visit.requests == []
+    assert visit.categories[0] == "1. Summary" and visit.listed["1. Summary"] == ["results/report/summary.html"]
+    listed = {path for paths in visit.listed.values() for path in paths}
+    assert listed == report_browser.declared_results(show_faces=False)
+    assert len(visit.screenshots) == len(listed) and all(shot.stat().st_size > 0 for shot in visit.screenshots)
+
+    summary = report_browser.normalise(visit.texts["results/report/summary.html"])
+    metrics = json.loads(full_study.path("results/evaluation/metrics.json").read_text())
+    assert f"held-out auc {metrics['auc']:.2f} (95% ci {metrics['auc_ci_low']:.2f}–" in summary
+    warnings = json_warnings(full_study)
+    assert len(warnings) >= 1  # the proxy study raises some (small subsets, shortcut audits)
+    missing = [w for w in warnings if report_browser.normalise(w) not in summary]
+    assert missing == []
+    shown = re.search(r"(\d+) warning\(s\)\.", summary)
+    assert shown and int(shown.group(1)) >= len(warnings)  # plus sampling's, from balance/shortfall
+    for text in ("methods.html", "model_card.html"):
+        assert visit.texts[f"results/report/{text}"].strip()
+    assert "DeLong ER" in visit.texts["results/report/methods.html"]
+
+    embedded = report_browser.embedded_payloads(report.read_text(encoding="utf-8"))
+    faces = face_images(full_study)
+    assert len(faces) > 100 and set(embedded) & set(faces) == set()
+    for page in ("summary", "methods", "model_card"):
+        assert "data:image" not in full_study.path(f"results/report/{page}.html").read_text()
+
+
+def test_report_with_show_faces_embeds_contact_sheet_and_examples(
+    full_study: Workflow, chromium: Path, tmp_path: Path
+) -> None:
+    """With report.show_faces: true the contact sheet and Grad-CAM examples are listed, shown and embedded."""
+    report = build_report(full_study, show_faces=True)
+    visit = report_browser.visit_report(report, tmp_path / "screenshots_faces", chromium)
+    assert visit.page_errors == [] and visit.requests == []
+    listed = {path for paths in visit.listed.values() for path in paths}
+    assert listed == report_browser.declared_results(show_faces=True)
+    assert {"results/qc/contact_sheet.png", "results/explain/examples.png"} <= listed
+    embedded = report_browser.embedded_payloads(report.read_text(encoding="utf-8"))
+    shown = report_browser.file_hashes(
+        [full_study.path("results/qc/contact_sheet.png"), full_study.path("results/explain/examples.png")]
+    )
+    assert set(shown) <= set(embedded)

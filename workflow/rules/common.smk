@@ -236,9 +236,25 @@ def get_provenance_files(wildcards=None):
     return files
 
 
+def get_stage_records():
+    """JSON records of the stages (every JSON final target but provenance).
+
+    The summary shows every ``warnings`` list in them, so a stage whose record
+    is a final target has its warnings on the summary page without more code.
+    """
+    return [
+        path
+        for path in get_final_targets()
+        if path.endswith(".json") and path != "results/provenance.json"
+    ]
+
+
 def get_final_targets():
     """Everything `snakemake` builds by default."""
     return [
+        "results/report/summary.html",
+        "results/report/methods.md",
+        "results/report/tables/table1.html",
         "results/qc/preprocess.tsv",
         "results/qc/contact_sheet.png",
         "results/cohort/cohort.csv",

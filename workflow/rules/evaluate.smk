@@ -23,7 +23,7 @@ rule audit_baselines:
         roc_png=report(
             "results/evaluation/baselines_roc.png",
             caption="../report/baselines_roc.rst",
-            category="Evaluation",
+            category="5. Evaluation",
         ),
     log:
         "logs/audit_baselines.log",
@@ -95,12 +95,12 @@ rule evaluate_classifier:
         roc_png=report(
             "results/evaluation/roc.png",
             caption="../report/roc.rst",
-            category="Evaluation",
+            category="5. Evaluation",
         ),
         calibration_png=report(
             "results/evaluation/calibration.png",
             caption="../report/calibration.rst",
-            category="Evaluation",
+            category="5. Evaluation",
         ),
     log:
         "logs/evaluate_classifier.log",

@@ -16,17 +16,17 @@ rule explain_classifier:
         group_png=report(
             "results/explain/group_maps.png",
             caption="../report/group_maps.rst",
-            category="Explanation",
+            category="6. Explanation",
         ),
         regions_png=report(
             "results/explain/region_shares.png",
             caption="../report/region_shares.rst",
-            category="Explanation",
+            category="6. Explanation",
         ),
         examples_png=faces_in_report(
             "results/explain/examples.png",
             caption="../report/gradcam_examples.rst",
-            category="Explanation",
+            category="6. Explanation",
         ),
     log:
         "logs/explain_classifier.log",

@@ -11,7 +11,7 @@ rule build_average_faces:
         figure=report(
             "results/faces/average_faces.png",
             caption="../report/average_faces.rst",
-            category="Average faces",
+            category="7. Average faces",
         ),
         npz="results/faces/average_faces.npz",
         landmarks="results/faces/landmarks_mean.csv",
@@ -39,20 +39,16 @@ rule compare_landmarks:
     output:
         landmark_tests="results/faces/landmark_tests.csv",
         shape_indices="results/faces/shape_indices.csv",
-        shape_tests=report(
-            "results/faces/shape_tests.csv",
-            caption="../report/shape_tests.rst",
-            category="Average faces",
-        ),
+        shape_tests="results/faces/shape_tests.csv",
         comparison_png=report(
             "results/faces/landmark_comparison.png",
             caption="../report/landmark_comparison.rst",
-            category="Average faces",
+            category="7. Average faces",
         ),
         indices_png=report(
             "results/faces/shape_indices.png",
             caption="../report/shape_indices.rst",
-            category="Average faces",
+            category="7. Average faces",
         ),
         summary="results/faces/morphometry.json",
     log:

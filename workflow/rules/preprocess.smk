@@ -55,7 +55,7 @@ rule summarize_preprocessing:
         contact_sheet=faces_in_report(
             "results/qc/contact_sheet.png",
             caption="../report/contact_sheet.rst",
-            category="Quality control",
+            category="2. Quality control",
         ),
     log:
         "logs/summarize_preprocessing.log",

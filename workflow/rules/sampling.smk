@@ -35,11 +35,13 @@ rule sample_matched_controls:
         table1_png=report(
             "results/cohort/table1.png",
             caption="../report/table1.rst",
-            category="Cohort",
+            category="3. Cohort",
         ),
         balance="results/cohort/balance.csv",
         flow_png=report(
-            "results/cohort/flow.png", caption="../report/flow.rst", category="Cohort"
+            "results/cohort/flow.png",
+            caption="../report/flow.rst",
+            category="3. Cohort",
         ),
         flow_svg="results/cohort/flow.svg",
         shortfall="results/cohort/shortfall.csv",

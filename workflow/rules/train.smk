@@ -39,7 +39,7 @@ rule train_classifier:
         curves_png=report(
             "results/training/training_curves.png",
             caption="../report/training_curves.rst",
-            category="Training",
+            category="4. Training",
         ),
     log:
         "logs/train_classifier.log",

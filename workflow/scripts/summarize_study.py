@@ -1,0 +1,37 @@
+"""Snakemake entry: the study summary page, the first page of the report."""
+
+import json
+import logging
+
+import pandas as pd
+
+from phenoface.io import write_text
+from phenoface.report_tables import read_result_table
+from phenoface.runtime import setup_logging
+from phenoface.summary import collect_warnings, render_summary, sampling_warnings
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    inputs = snakemake.input
+    config = read_json(inputs.provenance)["config"]
+    balance = read_result_table(inputs.balance)
+    warnings = sampling_warnings(balance, read_result_table(inputs.shortfall))
+    warnings += collect_warnings({path: read_json(path) for path in inputs.records})
+    for warning in warnings:
+        logging.info("%s: %s", warning.stage, warning.message)
+    qc = pd.read_csv(inputs.qc, sep="\t", keep_default_na=False, dtype=str)
+    html = render_summary(config, read_json(inputs.metrics), warnings, read_result_table(inputs.table1), balance, qc)
+    write_text(snakemake.output.summary, html)
+    logging.info("summary written with %d warning(s)", len(warnings))
+
+
+if __name__ == "__main__":
+    from phenoface.runtime import run_main
+
+    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,26 @@
+"""Snakemake entry: methods text (Markdown and HTML) and the model card, from provenance.json."""
+
+import json
+import logging
+
+from phenoface.io import write_text
+from phenoface.methods import methods_html, methods_markdown
+from phenoface.model_card import render_model_card
+from phenoface.runtime import setup_logging
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    with open(snakemake.input.provenance, encoding="utf-8") as handle:
+        provenance = json.load(handle)
+    config = provenance["config"]
+    write_text(snakemake.output.markdown, methods_markdown(config, provenance))
+    write_text(snakemake.output.html, methods_html(config, provenance))
+    write_text(snakemake.output.model_card, render_model_card(config))
+    logging.info("methods and model card written for commit %s", provenance.get("code", {}).get("commit"))
+
+
+if __name__ == "__main__":
+    from phenoface.runtime import run_main
+
+    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
