@@ -42,3 +42,13 @@ def test_tsv_and_empty_cells_are_read_as_such(tmp_path: Path) -> None:
     table = read_result_table(path)
     assert list(table.columns) == ["a", "b"]
     assert "nan" not in render_table_page("balance", table, path)
+
+
+def test_qc_status_page_counts_statuses_instead_of_listing_images(tmp_path: Path) -> None:
+    """The QC page shows one row per sheet (plus 'all'), not one row per image."""
+    path = tmp_path / "preprocess.tsv"
+    pd.DataFrame({"image_id": list("abcd"), "sheet": ["cases", "cases", "pool", "pool"],
+                  "status": ["ok", "no_face", "ok", "not_needed"]}).to_csv(path, sep="\t", index=False)  # fmt: skip
+    html = render_table_page("qc_status", read_result_table(path), path)
+    assert html.count("<tr>") == 4 and ">no_face<" in html and ">not_needed<" in html
+    assert "<td class=\"text\">all</td><td>2</td><td>1</td><td>1</td><td>4</td>" in html

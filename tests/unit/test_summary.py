@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from phenoface.report_tables import qc_counts
 from phenoface.summary import (
     StageWarning,
     advice_for,
     baselines_table,
     collect_warnings,
     iter_warnings,
-    qc_counts,
     render_summary,
     sampling_warnings,
     stage_of,

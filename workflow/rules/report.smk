@@ -75,6 +75,7 @@ rule write_methods:
 
 rule render_report_tables:
     input:
+        qc_status="results/qc/preprocess.tsv",
         table1="results/cohort/table1.csv",
         balance="results/cohort/balance.csv",
         baselines="results/evaluation/baselines.csv",
@@ -83,6 +84,11 @@ rule render_report_tables:
         landmark_tests="results/faces/landmark_tests.csv",
         shape_tests="results/faces/shape_tests.csv",
     output:
+        qc_status=report(
+            "results/report/tables/qc_status.html",
+            caption="../report/tables/qc_status.rst",
+            category="2. Quality control",
+        ),
         table1=report(
             "results/report/tables/table1.html",
             caption="../report/tables/table1.rst",

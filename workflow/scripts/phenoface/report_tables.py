@@ -12,12 +12,17 @@ from pathlib import Path
 import pandas as pd
 
 from phenoface.report_html import escape, html_table, page
+from phenoface.sampling import QC_STATUSES
 
 #: Rows shown on a table page; the CSV holds the rest.
 MAX_ROWS = 300
 
 #: Title and one-line caption of each table, by the name the rule gives its output.
 TABLES: dict[str, tuple[str, str]] = {
+    "qc_status": (
+        "Quality control: images by sheet and status",
+        "Every sheet row ends in exactly one status (README, Statuses); per-image rows are in the TSV.",
+    ),
     "table1": (
         "Table 1: age by sex",
         "Cases and matched controls per age bin and sex, n (%), as in the paper's Table 1.",
@@ -55,9 +60,25 @@ TABLES: dict[str, tuple[str, str]] = {
 }
 
 
+def qc_counts(qc: pd.DataFrame) -> pd.DataFrame:
+    """Images per sheet and QC status (known statuses first), with totals."""
+    counts = pd.crosstab(qc["sheet"], qc["status"])
+    known = [status for status in QC_STATUSES if status in counts.columns]
+    counts = counts[known + sorted(set(counts.columns) - set(known))]
+    counts["total"] = counts.sum(axis=1)
+    counts.loc["all"] = counts.sum(axis=0)
+    return counts.reset_index().rename_axis(columns=None)
+
+
+#: Tables shown as a summary of their source rather than row by row.
+SUMMARISED = {"qc_status": qc_counts}
+
+
 def render_table_page(name: str, table: pd.DataFrame, source: str | Path) -> str:
     """The page of table ``name`` (a key of ``TABLES``) read from ``source``."""
     title, caption = TABLES[name]
+    if name in SUMMARISED:
+        table = SUMMARISED[name](table)
     body = (
         f'<p class="caption">{escape(caption)} Source: <code>{escape(source)}</code> '
         f"({len(table)} rows).</p>{html_table(table, max_rows=MAX_ROWS)}"

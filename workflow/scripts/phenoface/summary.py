@@ -22,6 +22,7 @@ import pandas as pd
 
 from phenoface.methods import age_bins_text
 from phenoface.report_html import bullet_list, escape, html_table, key_value_table, page
+from phenoface.report_tables import qc_counts
 
 #: Display name of a stage, by its folder under ``results/``.
 STAGE_NAMES = {
@@ -131,9 +132,6 @@ BASELINE_NOTES = {
     "image_statistics": "image statistics only: high means the photos differ, not the faces",
     "reference_sheet": "second healthy sheet vs pool controls: high means the model sees the source",
 }
-
-QC_STATUS_ORDER = ("ok", "unreadable", "no_face", "too_small", "multiple_faces", "error", "not_needed")
-
 
 @dataclass(frozen=True)
 class StageWarning:
@@ -319,16 +317,6 @@ def baselines_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def qc_counts(qc: pd.DataFrame) -> pd.DataFrame:
-    """Images per sheet and QC status (known statuses first), with totals."""
-    counts = pd.crosstab(qc["sheet"], qc["status"])
-    known = [status for status in QC_STATUS_ORDER if status in counts.columns]
-    counts = counts[known + sorted(set(counts.columns) - set(known))]
-    counts["total"] = counts.sum(axis=1)
-    counts.loc["all"] = counts.sum(axis=0)
-    return counts.reset_index().rename(columns={"sheet": "sheet"}).rename_axis(columns=None)
 
 
 def study_line(config: Mapping[str, Any], balance: pd.DataFrame, qc: pd.DataFrame) -> str:
