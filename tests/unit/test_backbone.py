@@ -254,7 +254,7 @@ def test_read_chips_round_trips_png(dlib_chips, tmp_path):
 
 def test_merge_sorts_by_image_id_and_rejects_duplicates():
     """Shards are concatenated, rows follow sorted image ids, duplicates fail."""
-    from phenoface.backbone import merge_feature_tables
+    from phenoface.features import merge_feature_tables
     from phenoface.errors import PhenofaceError
 
     def shard(ids):

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 wildcard_constraints:
-    batch=r"cases|pool_r\d+|ext_\w+|reference",
+    batch=r"cases|pool_r\d+|ext_\w+|reference|sexref",
     shard=r"\d{4}",
     round=r"\d+",
     name=r"\w+",
@@ -48,7 +48,8 @@ def load_sheets():
 
     Returns the cases, the pool and the sheets preprocessed as whole batches
     (cases, each external validation sheet as ``ext_<name>``, the optional
-    reference sheet as ``reference``), each with a ``shard`` column.
+    reference sheet as ``reference``, the sex classifier's labelled sheet as
+    ``sexref`` when one is named and used), each with a ``shard`` column.
     """
     try:
         cases = read_sheet(config["cases"], "cases")
@@ -60,11 +61,25 @@ def load_sheets():
             batches["reference"] = read_sheet(
                 config["audit"]["reference_sheet"], "reference"
             )
+        if config["sampling"]["sex_reference"] and infers_sex(pool):
+            batches["sexref"] = read_sheet(
+                config["sampling"]["sex_reference"], "sex_reference"
+            )
         check_sheets_disjoint(pool, *batches.values())
     except PhenofaceError as error:
         raise WorkflowError(str(error)) from None
     batches = {batch: with_shards(table) for batch, table in batches.items()}
     return batches["cases"], pool, batches
+
+
+def infers_sex(pool):
+    """True when pool rows without sex get it inferred from the face (sampling.infer_sex)."""
+    sampling = config["sampling"]
+    return (
+        sampling["infer_sex"]
+        and "sex" in sampling["match_on"]
+        and bool(pool["sex"].eq("").any())
+    )
 
 
 def external_sheets():
@@ -80,6 +95,7 @@ def external_sheets():
 
 EXTERNAL = external_sheets()
 CASES, POOL, BATCHES = load_sheets()
+INFER_SEX = infers_sex(POOL)
 SHEET_ROWS = pd.concat([POOL, *BATCHES.values()], ignore_index=True).set_index(
     "image_id"
 )
@@ -94,6 +110,8 @@ def get_validation_sheets():
     sheets = {path: "external" for path in EXTERNAL.values()}
     if config["audit"]["reference_sheet"]:
         sheets[config["audit"]["reference_sheet"]] = "reference"
+    if "sexref" in BATCHES:
+        sheets[config["sampling"]["sex_reference"]] = "sex_reference"
     return sheets
 
 
@@ -207,6 +225,54 @@ def get_earlier_pool_qc_tables(wildcards):
     return pool_round_paths(
         "results/preprocess/{batch}/{shard}.tsv", last=int(wildcards.round) - 1
     )
+
+
+def get_sex_model():
+    """The sex classifier, when pool rows get their sex from the face."""
+    return "results/sampling/sex/classifier.npz" if INFER_SEX else []
+
+
+def get_sex_report():
+    """The classifier's accuracy per age bin (decides the bins matched on age alone)."""
+    return "results/cohort/sex_inference.csv" if INFER_SEX else []
+
+
+def get_earlier_pool_feature_shards(wildcards):
+    """Feature files of the pool shards of the rounds before ``wildcards.round`` (sex inference)."""
+    if not INFER_SEX:
+        return []
+    return pool_round_paths(
+        "results/features/{batch}/{shard}.npz", last=int(wildcards.round) - 1
+    )
+
+
+def get_pool_feature_shards(wildcards=None):
+    """Feature files of every pool shard (sex inference)."""
+    if not INFER_SEX:
+        return []
+    return pool_round_paths("results/features/{batch}/{shard}.npz")
+
+
+def get_sex_training_batch():
+    """The labelled batch the sex classifier learns from: ``sexref`` or the cases."""
+    return "sexref" if "sexref" in BATCHES else "cases"
+
+
+def get_sex_training_sheet():
+    """The sheet of that batch."""
+    if get_sex_training_batch() == "sexref":
+        return config["sampling"]["sex_reference"]
+    return config["cases"]
+
+
+def get_sex_training_kind():
+    """Sheet kind of that batch (read_sheet's ``sheet_kind``)."""
+    return "sex_reference" if get_sex_training_batch() == "sexref" else "cases"
+
+
+def get_sex_training_tables(pattern):
+    """``pattern`` for every shard of that batch (QC tables or feature files)."""
+    return batch_paths(pattern, get_sex_training_batch())
 
 
 def get_qc_tables(wildcards=None):

@@ -4,6 +4,9 @@ checkpoint select_pool_candidates:
         pool=config["reference_pool"],
         cases_qc=get_case_qc_tables,
         pool_qc=get_earlier_pool_qc_tables,
+        sex_model=get_sex_model(),
+        sex_report=get_sex_report(),
+        pool_features=get_earlier_pool_feature_shards,
     output:
         candidates="results/sampling/candidates/round{round}.tsv",
     log:
@@ -20,6 +23,7 @@ checkpoint select_pool_candidates:
         oversample=config["sampling"]["oversample"],
         seed=config["seed"],
         shard_size=config["preprocess"]["shard_size"],
+        sex_confidence=config["sampling"]["sex_confidence"],
     script:
         "../scripts/select_pool_candidates.py"
 
@@ -29,6 +33,9 @@ rule sample_matched_controls:
         qc="results/qc/preprocess.tsv",
         cases=config["cases"],
         pool=config["reference_pool"],
+        sex_model=get_sex_model(),
+        sex_report=get_sex_report(),
+        pool_features=get_pool_feature_shards,
     output:
         cohort="results/cohort/cohort.csv",
         table1="results/cohort/table1.csv",
@@ -58,5 +65,35 @@ rule sample_matched_controls:
         ratio=config["sampling"]["ratio"],
         allow_shortfall=config["sampling"]["allow_shortfall"],
         seed=config["seed"],
+        sex_confidence=config["sampling"]["sex_confidence"],
+        sex_min_accuracy=config["sampling"]["sex_min_accuracy"],
     script:
         "../scripts/sample_matched_controls.py"
+
+
+rule train_sex_classifier:
+    input:
+        sheet=get_sex_training_sheet(),
+        pool=config["reference_pool"],
+        qc=get_sex_training_tables("results/preprocess/{batch}/{shard}.tsv"),
+        features=get_sex_training_tables("results/features/{batch}/{shard}.npz"),
+    output:
+        model="results/sampling/sex/classifier.npz",
+        report="results/cohort/sex_inference.csv",
+    log:
+        "logs/train_sex_classifier.log",
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        kind=get_sex_training_kind(),
+        age_bins=config["sampling"]["age_bins"],
+        confidence=config["sampling"]["sex_confidence"],
+        min_accuracy=config["sampling"]["sex_min_accuracy"],
+        seed=config["seed"],
+        identity_threshold=config["split"]["identity_threshold"],
+        linkage=config["split"]["linkage"],
+    script:
+        "../scripts/train_sex_classifier.py"

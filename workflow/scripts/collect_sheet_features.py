@@ -2,10 +2,9 @@
 
 import logging
 
-import numpy as np
 import pandas as pd
 
-from phenoface.backbone import merge_feature_tables
+from phenoface.features import read_feature_shards
 from phenoface.io import write_npz, write_table
 from phenoface.runtime import setup_logging
 from phenoface.sheets import read_sheet
@@ -18,11 +17,7 @@ def main(snakemake) -> None:
     qc = pd.concat(
         [pd.read_csv(p, sep="\t", keep_default_na=False) for p in snakemake.input.qc], ignore_index=True
     )
-    tables = []
-    for path in snakemake.input.shards:
-        with np.load(path, allow_pickle=False) as shard:
-            tables.append({key: shard[key] for key in ("image_id", "pooled", "descriptor")})
-    merged = merge_feature_tables(tables)
+    merged = read_feature_shards(snakemake.input.shards)
     ok = set(qc.loc[qc["status"] == "ok", "image_id"])
     if "group" not in sheet.columns:
         sheet = sheet.assign(group=kind)

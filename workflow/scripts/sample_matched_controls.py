@@ -1,10 +1,12 @@
 """Draw age/sex-matched controls and write the cohort, Table 1, balance and flow.
 
 Snakemake entry script of rule ``sample_matched_controls``. Inputs: ``qc``
-(results/qc/preprocess.tsv), ``cases`` and ``pool`` (the sample sheets).
-Params: ``age_bins``, ``match_on``, ``ratio``, ``allow_shortfall``,
-``seed``. Outputs: ``cohort``, ``table1``, ``table1_png``, ``balance``,
-``flow_png``, ``flow_svg``, ``shortfall``. Log: ``log[0]``.
+(results/qc/preprocess.tsv), ``cases`` and ``pool`` (the sample sheets);
+with sex inferred from the face also ``sex_model``, ``sex_report`` and
+``pool_features`` (empty otherwise). Params: ``age_bins``, ``match_on``,
+``ratio``, ``allow_shortfall``, ``seed``, ``sex_confidence``,
+``sex_min_accuracy``. Outputs: ``cohort``, ``table1``, ``table1_png``,
+``balance``, ``flow_png``, ``flow_svg``, ``shortfall``. Log: ``log[0]``.
 """
 
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from phenoface import io, plots, sampling
+from phenoface import io, plots, sampling, sex_inference
 from phenoface.runtime import setup_logging
 from phenoface.sheets import read_sheet
 
@@ -35,16 +37,35 @@ def run(
     ratio: int,
     allow_shortfall: bool,
     seed: int,
+    sex_inputs: dict[str, object] | None = None,
+    sex_confidence: float = 0.95,
+    sex_min_accuracy: float = 0.9,
 ) -> pd.DataFrame:
-    """Draw the controls and write every output; return the cohort."""
+    """Draw the controls and write every output; return the cohort.
+
+    ``sex_inputs`` (``model``, ``report``, ``pool_features``) switch on sex
+    inferred from the face for pool rows without sex.
+    """
     qc = read_qc(qc_path)
     cases = read_sheet(cases_path, "cases", check_files=False)
     pool = read_sheet(pool_path, "pool", check_files=False)
-    ranked = sampling.rank_pool(pool, age_bins, match_on, seed)
+    report = sex_inference.read_report(sex_inputs["report"]) if sex_inputs else None
+    age_only = sex_inference.age_only_bins(report) if sex_inputs else []
+    ranked = sampling.rank_pool(pool, age_bins, match_on, seed, age_only)
+    if sex_inputs:
+        case_bins = sampling.label_ages(cases["age"], age_bins)
+        sex_inference.warn_age_only(report, list(case_bins), sex_min_accuracy)
+        predictions = sex_inference.predict_pool(sex_inputs["model"], sex_inputs["pool_features"])
+        ranked = sex_inference.infer_pool(ranked, age_bins, seed, predictions, sex_confidence)
     cohort, shortfall = sampling.draw_controls(
-        cases, ranked, qc, age_bins, match_on, ratio=ratio, allow_shortfall=allow_shortfall
+        cases, ranked, qc, age_bins, match_on, ratio=ratio, allow_shortfall=allow_shortfall, age_only_bins=age_only
     )
+    cohort = sex_inference.annotate_cohort(cohort, ranked)
     table = sampling.table1(cohort, age_bins)
+    if sex_inputs:
+        counts = sex_inference.counts_by_bin(cohort, ranked, qc, age_bins)
+        table = table.merge(counts, on="age_bin", how="left").fillna({name: 0 for name in counts.columns[1:]})
+        table[counts.columns[1:]] = table[counts.columns[1:]].astype(int)
     balance = sampling.balance(cohort)
     flow = sampling.flow_counts(cases, ranked, qc, cohort)
     sampling.check_flow(flow, {"cases": len(cases), "pool": len(pool)})
@@ -77,6 +98,17 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
         ratio=int(params.ratio),
         allow_shortfall=bool(params.allow_shortfall),
         seed=int(params.seed),
+        sex_inputs=(
+            {
+                "model": snakemake.input.sex_model,
+                "report": snakemake.input.sex_report,
+                "pool_features": list(snakemake.input.pool_features),
+            }
+            if snakemake.input.sex_model
+            else None
+        ),
+        sex_confidence=float(params.sex_confidence),
+        sex_min_accuracy=float(params.sex_min_accuracy),
     )
 
 

@@ -4,6 +4,7 @@ import logging
 
 import pandas as pd
 
+from phenoface import sex_inference
 from phenoface.io import write_table
 from phenoface.runtime import setup_logging
 from phenoface.sampling import needed_per_stratum, plan_candidates, rank_pool
@@ -23,10 +24,19 @@ def main(snakemake) -> None:
     pool = read_sheet(snakemake.input.pool, "pool", check_files=False)
     case_qc = read_qc(snakemake.input.cases_qc)
     ok_cases = cases.loc[cases["image_id"].isin(case_qc.loc[case_qc["status"] == "ok", "image_id"])]
-    ranked = rank_pool(pool, params.age_bins, params.match_on, params.seed)
-    needed = needed_per_stratum(ok_cases, params.age_bins, params.match_on, params.ratio)
+    infer = bool(snakemake.input.sex_model)
+    report = sex_inference.read_report(snakemake.input.sex_report) if infer else None
+    age_only = sex_inference.age_only_bins(report) if infer else []
+    ranked = rank_pool(pool, params.age_bins, params.match_on, params.seed, age_only)
+    if infer:
+        predictions = sex_inference.predict_pool(snakemake.input.sex_model, snakemake.input.pool_features)
+        ranked = sex_inference.infer_pool(ranked, params.age_bins, params.seed, predictions, params.sex_confidence)
+    needed = needed_per_stratum(ok_cases, params.age_bins, params.match_on, params.ratio, age_only)
     tried = read_qc(snakemake.input.pool_qc)
     candidates = plan_candidates(ranked, needed, tried, params.oversample)
+    if infer:
+        unknown = sex_inference.plan_unknown_candidates(ranked, needed, tried, candidates, report, params.oversample)
+        candidates = pd.concat([candidates, unknown])
     candidates = candidates.assign(
         shard=[f"{s:04d}" for s in assign_shards(list(candidates["image_id"]), params.shard_size)]
     )

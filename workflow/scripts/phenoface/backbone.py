@@ -537,30 +537,3 @@ def ok_chip_paths(
             f"{table_name}: {len(empty)} ok rows have no {column} path (first: {first}); rerun preprocessing"
         )
     return ok["image_id"].astype(str).tolist(), ok[column].astype(str).tolist()
-
-
-def merge_feature_tables(tables: Sequence[dict]) -> dict[str, np.ndarray]:
-    """Concatenate per-shard feature arrays and sort the rows by image id.
-
-    Each table holds ``image_id``, ``pooled`` and ``descriptor``; an image id
-    present twice raises :class:`PhenofaceError`.
-    """
-    image_ids = np.concatenate(
-        [np.asarray(t["image_id"], dtype=str) for t in tables] or [np.zeros(0, str)]
-    )
-    pooled = np.concatenate([t["pooled"] for t in tables] or [np.zeros((0, 256), np.float32)])
-    descriptor = np.concatenate(
-        [t["descriptor"] for t in tables] or [np.zeros((0, 128), np.float32)]
-    )
-    unique, counts = np.unique(image_ids, return_counts=True)
-    if (counts > 1).any():
-        raise PhenofaceError(
-            f"image ids in several feature shards: {unique[counts > 1][:5].tolist()}; "
-            "remove stale results/features shards and rerun"
-        )
-    order = np.argsort(image_ids, kind="stable")
-    return {
-        "image_id": image_ids[order],
-        "pooled": pooled[order].astype(np.float32),
-        "descriptor": descriptor[order].astype(np.float32),
-    }

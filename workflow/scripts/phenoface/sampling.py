@@ -132,18 +132,29 @@ def label_ages(ages: Iterable[float], age_bins: Sequence[int]) -> np.ndarray:
     return labels
 
 
-def strata_catalogue(age_bins: Sequence[int], match_on: Sequence[str]) -> list[str]:
+def strata_catalogue(
+    age_bins: Sequence[int], match_on: Sequence[str], age_only_bins: Sequence[str] = ()
+) -> list[str]:
     """Every stratum label of a design, in display order (sex, then age).
 
-    This is the order used for tables, candidate lists and the cohort.
+    This is the order used for tables, candidate lists and the cohort. Age
+    bins named in ``age_only_bins`` (labels such as ``0-9``) are matched on
+    age alone even when sex is matched; their labels come last.
     """
     edges, variables = check_design(age_bins, match_on)
     sexes = list(SEX_ORDER) if "sex" in variables else [""]
     ages = age_bin_labels(edges) if "age" in variables else [""]
-    return ["|".join(part for part in (sex, age) if part) for sex in sexes for age in ages]
+    age_only = [age for age in ages if age in set(age_only_bins)] if "sex" in variables else []
+    sexed = [age for age in ages if age not in age_only]
+    return ["|".join(part for part in (sex, age) if part) for sex in sexes for age in sexed] + age_only
 
 
-def stratum_labels(table: pd.DataFrame, age_bins: Sequence[int], match_on: Sequence[str]) -> pd.Series:
+def stratum_labels(
+    table: pd.DataFrame,
+    age_bins: Sequence[int],
+    match_on: Sequence[str],
+    age_only_bins: Sequence[str] = (),
+) -> pd.Series:
     """Stratum label of each row; empty string where the row cannot be placed.
 
     Parameters
@@ -152,6 +163,8 @@ def stratum_labels(table: pd.DataFrame, age_bins: Sequence[int], match_on: Seque
         Rows with ``age`` (int) and ``sex`` (``M``/``F``/empty).
     age_bins, match_on
         See :func:`check_design`.
+    age_only_bins : sequence of str
+        Age-bin labels matched on age alone (the sex part is dropped there).
 
     Returns
     -------
@@ -168,7 +181,7 @@ def stratum_labels(table: pd.DataFrame, age_bins: Sequence[int], match_on: Seque
     out = []
     for sex_value, age_value in zip(sex, age_part):
         parts = []
-        if "sex" in variables:
+        if "sex" in variables and age_value not in age_only_bins:
             parts.append(sex_value)
         if "age" in variables:
             parts.append(age_value)
@@ -239,7 +252,11 @@ def attach_status(table: pd.DataFrame, qc: pd.DataFrame, sheet_kind: str) -> pd.
 
 
 def rank_pool(
-    pool: pd.DataFrame, age_bins: Sequence[int], match_on: Sequence[str], seed: int
+    pool: pd.DataFrame,
+    age_bins: Sequence[int],
+    match_on: Sequence[str],
+    seed: int,
+    age_only_bins: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Stratify the pool and give every eligible row a seeded rank.
 
@@ -251,6 +268,8 @@ def rank_pool(
         See :func:`check_design`.
     seed : int
         Seed of the permutation.
+    age_only_bins : sequence of str
+        Age-bin labels matched on age alone: rows there need no sex.
 
     Returns
     -------
@@ -266,9 +285,12 @@ def rank_pool(
         image_id = pool.loc[pool["image_id"].duplicated(), "image_id"].iloc[0]
         raise PhenofaceError(f"reference pool: image id {image_id} occurs twice; keep one row per image.")
     out = pool.copy()
-    out["stratum"] = stratum_labels(out, edges, variables)
+    out["stratum"] = stratum_labels(out, edges, variables, age_only_bins)
+    sex_needed = ~pd.Series(label_ages(out["age"], edges), index=out.index).isin(list(age_only_bins))
     no_sex = (
-        out["sex"].fillna("").astype(str).eq("") if "sex" in variables else pd.Series(False, index=out.index)
+        out["sex"].fillna("").astype(str).eq("") & sex_needed
+        if "sex" in variables
+        else pd.Series(False, index=out.index)
     )
     too_young = pd.Series(age_bin_index(out["age"].astype(int), edges) < 0, index=out.index)
     if "age" not in variables:
@@ -294,7 +316,11 @@ def rank_pool(
 
 
 def needed_per_stratum(
-    cases_ok: pd.DataFrame, age_bins: Sequence[int], match_on: Sequence[str], ratio: int = 1
+    cases_ok: pd.DataFrame,
+    age_bins: Sequence[int],
+    match_on: Sequence[str],
+    ratio: int = 1,
+    age_only_bins: Sequence[str] = (),
 ) -> pd.Series:
     """Controls needed per stratum: ``ratio`` times the QC-passing cases there.
 
@@ -306,6 +332,8 @@ def needed_per_stratum(
         See :func:`check_design`.
     ratio : int
         Controls per case (k of k:1).
+    age_only_bins : sequence of str
+        Age-bin labels matched on age alone.
 
     Returns
     -------
@@ -316,7 +344,7 @@ def needed_per_stratum(
     edges, variables = check_design(age_bins, match_on)
     if int(ratio) < 1:
         raise PhenofaceError(f"config sampling.ratio = {ratio}: give an integer >= 1 (controls per case).")
-    labels = stratum_labels(cases_ok, edges, variables)
+    labels = stratum_labels(cases_ok, edges, variables, age_only_bins)
     unplaced = labels.eq("")
     if unplaced.any():
         first = cases_ok.loc[unplaced].iloc[0]
@@ -326,7 +354,7 @@ def needed_per_stratum(
             "(or at most at the youngest case's age)."
         )
     counts = labels.value_counts()
-    order = [label for label in strata_catalogue(edges, variables) if label in counts.index]
+    order = [label for label in strata_catalogue(edges, variables, age_only_bins) if label in counts.index]
     needed = (counts.reindex(order) * int(ratio)).astype(int)
     needed.index.name = "stratum"
     return needed.rename("needed")
@@ -439,6 +467,7 @@ def draw_controls(
     match_on: Sequence[str],
     ratio: int = 1,
     allow_shortfall: bool = False,
+    age_only_bins: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Draw the matched controls and assemble the cohort.
 
@@ -457,6 +486,8 @@ def draw_controls(
     allow_shortfall : bool
         False: raise :class:`PhenofaceError` if any stratum is short. True:
         draw what exists, log a warning and report it.
+    age_only_bins : sequence of str
+        Age-bin labels matched on age alone (as given to :func:`rank_pool`).
 
     Returns
     -------
@@ -475,8 +506,8 @@ def draw_controls(
             f"none of the {len(cases)} cases passed QC (see results/qc/preprocess.tsv): nothing to match. "
             "Check the case images and the preprocess settings."
         )
-    needed = needed_per_stratum(cases_ok, edges, variables, ratio)
-    cases_ok["stratum"] = stratum_labels(cases_ok, edges, variables)
+    needed = needed_per_stratum(cases_ok, edges, variables, ratio, age_only_bins)
+    cases_ok["stratum"] = stratum_labels(cases_ok, edges, variables, age_only_bins)
     pool = attach_status(ranked_pool, qc, "pool")
     eligible = pool.loc[pool["eligible"]]
 
@@ -707,7 +738,10 @@ def flow_counts(
     cases : pandas.DataFrame
         The cases sheet.
     ranked_pool : pandas.DataFrame
-        Output of :func:`rank_pool` (carries ``eligible`` and ``reason``).
+        Output of :func:`rank_pool` (carries ``eligible`` and ``reason``);
+        with sex inferred (:func:`phenoface.sex_inference.infer_pool`) also
+        ``sex_uncertain`` and ``sex_source``, which add a "sex uncertain"
+        box and the count of controls whose sex was inferred.
     qc : pandas.DataFrame
         QC rows (``image_id``, ``sheet``, ``status``).
     cohort : pandas.DataFrame
@@ -782,9 +816,15 @@ def flow_counts(
     pool_ok = tried & (pool["status"] == OK)
     nodes.append(_node("pool", "qc_ok", "Candidates passing QC", "tried", True, pool_ok.sum()))
     matched = pool["image_id"].isin(cohort_ids)
-    nodes.append(
-        _node("pool", "matched", "Matched controls analysed", "qc_ok", True, (pool_ok & matched).sum())
-    )
+    label = "Matched controls analysed"
+    if "sex_uncertain" in pool.columns:
+        # Sex inferred from the face (phenoface.sex_inference): uncertain rows cannot be drawn.
+        uncertain = pool_ok & pool["sex_uncertain"].astype(bool)
+        text = "sex uncertain (inferred, below sampling.sex_confidence)"
+        nodes.append(_node("pool", "sex_uncertain", text, "qc_ok", False, uncertain.sum()))
+        pool_ok = pool_ok & ~uncertain
+        label += f"\n(sex inferred: {int((pool_ok & matched & pool['sex_source'].eq('inferred')).sum()):,})"
+    nodes.append(_node("pool", "matched", label, "qc_ok", True, (pool_ok & matched).sum()))
     nodes.append(
         _node("pool", "not_drawn", "passed QC, not drawn", "qc_ok", False, (pool_ok & ~matched).sum())
     )

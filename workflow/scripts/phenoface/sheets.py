@@ -24,13 +24,14 @@ from .errors import PhenofaceError
 REQUIRED_COLUMNS = ("image", "age", "sex")
 SEX_CODES = ("M", "F")
 MAX_AGE = 130
-SHEET_KINDS = ("cases", "pool", "external", "reference")
+SHEET_KINDS = ("cases", "pool", "external", "reference", "sex_reference")
 #: The config key that names each kind of sheet (for error messages).
 CONFIG_KEYS = {
     "cases": "cases",
     "pool": "reference_pool",
     "external": "evaluation.external",
     "reference": "audit.reference_sheet",
+    "sex_reference": "sampling.sex_reference",
 }
 #: Sheet kinds whose rows may leave sex empty.
 SEX_OPTIONAL = ("pool", "reference")
@@ -63,7 +64,7 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
     ----------
     path : path-like
         The CSV sheet.
-    sheet_kind : {"cases", "pool", "external", "reference"}
+    sheet_kind : {"cases", "pool", "external", "reference", "sex_reference"}
         Cases and external sheets must have a sex for every row; a pool and
         a reference sheet may leave it empty. An external (labelled
         validation) sheet also needs a ``group`` column (case|control).
