@@ -265,11 +265,6 @@ def get_sex_training_sheet():
     return config["cases"]
 
 
-def get_sex_training_kind():
-    """Sheet kind of that batch (read_sheet's ``sheet_kind``)."""
-    return "sex_reference" if get_sex_training_batch() == "sexref" else "cases"
-
-
 def get_sex_training_tables(pattern):
     """``pattern`` for every shard of that batch (QC tables or feature files)."""
     return batch_paths(pattern, get_sex_training_batch())

@@ -88,7 +88,7 @@ rule train_sex_classifier:
     resources:
         mem_mb=2000,
     params:
-        kind=get_sex_training_kind(),
+        from_sex_reference=get_sex_training_batch() == "sexref",
         age_bins=config["sampling"]["age_bins"],
         confidence=config["sampling"]["sex_confidence"],
         min_accuracy=config["sampling"]["sex_min_accuracy"],

@@ -3,8 +3,9 @@
 MegaAge ships a folder of images and two aligned list files: one image file
 name per line (``name.txt``) and one age per line (``age.txt``). This writes
 a pool sheet with the columns ``image`` (path relative to the sheet's
-folder), ``age`` and ``sex`` (empty: MegaAge has no sex labels, so match on
-age only or add sexes before using it with ``match_on: [age, sex]``).
+folder), ``age`` and ``sex`` (empty: MegaAge has no sex labels; with the default
+``sampling.infer_sex: true`` the workflow infers sex from the face for the
+rows it needs, so ``match_on: [age, sex]`` works, see README).
 
 Usage::
 

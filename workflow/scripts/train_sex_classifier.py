@@ -3,7 +3,7 @@
 Snakemake entry script of rule ``train_sex_classifier``. Inputs: ``sheet``
 (the labelled sheet: the cases, or ``sampling.sex_reference``), ``pool``
 (the reference pool), ``qc`` and ``features`` (that sheet's shard tables and
-feature files). Params: ``kind`` (the sheet kind), ``age_bins``,
+feature files). Params: ``from_sex_reference`` (bool), ``age_bins``,
 ``confidence``, ``min_accuracy``, ``seed``, ``identity_threshold``,
 ``linkage``. Outputs: ``model`` (npz), ``report``
 (results/cohort/sex_inference.csv). Log: ``log[0]``.
@@ -26,7 +26,8 @@ LOGGER = logging.getLogger("train_sex_classifier")
 def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
     setup_logging(snakemake.log[0])
     params = snakemake.params
-    sheet = read_sheet(snakemake.input.sheet, params.kind, check_files=False)
+    kind = "sex_reference" if params.from_sex_reference else "cases"
+    sheet = read_sheet(snakemake.input.sheet, kind, check_files=False)
     pool = read_sheet(snakemake.input.pool, "pool", check_files=False)
     qc = pd.concat(
         [pd.read_csv(p, sep="\t", usecols=["image_id", "status"], dtype=str) for p in snakemake.input.qc],
@@ -40,7 +41,7 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
         labelled["subject_id"],
         identity_clusters(descriptors, float(params.identity_threshold), str(params.linkage)),
     )
-    source = f"{params.kind} sheet {snakemake.input.sheet}"
+    source = f"{kind} sheet {snakemake.input.sheet}"
     sex_inference.check_training_set(labelled["sex"], groups, source)
     LOGGER.info(
         "training on %d labelled faces of the %s (%d F, %d M; %d persons)",
