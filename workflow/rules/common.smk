@@ -237,6 +237,11 @@ def get_sex_report():
     return "results/cohort/sex_inference.csv" if INFER_SEX else []
 
 
+def get_sex_param(key):
+    """``sampling.<key>`` where sex is inferred, else None (so changing it re-runs nothing)."""
+    return config["sampling"][key] if INFER_SEX else None
+
+
 def get_earlier_pool_feature_shards(wildcards):
     """Feature files of the pool shards of the rounds before ``wildcards.round`` (sex inference)."""
     if not INFER_SEX:

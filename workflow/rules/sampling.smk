@@ -23,7 +23,7 @@ checkpoint select_pool_candidates:
         oversample=config["sampling"]["oversample"],
         seed=config["seed"],
         shard_size=config["preprocess"]["shard_size"],
-        sex_confidence=config["sampling"]["sex_confidence"],
+        sex_confidence=get_sex_param("sex_confidence"),
     script:
         "../scripts/select_pool_candidates.py"
 
@@ -65,8 +65,8 @@ rule sample_matched_controls:
         ratio=config["sampling"]["ratio"],
         allow_shortfall=config["sampling"]["allow_shortfall"],
         seed=config["seed"],
-        sex_confidence=config["sampling"]["sex_confidence"],
-        sex_min_accuracy=config["sampling"]["sex_min_accuracy"],
+        sex_confidence=get_sex_param("sex_confidence"),
+        sex_min_accuracy=get_sex_param("sex_min_accuracy"),
     script:
         "../scripts/sample_matched_controls.py"
 

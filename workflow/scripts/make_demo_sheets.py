@@ -96,6 +96,8 @@ def make_demo(out_dir: Path) -> Path:
         "seed: 42\n"
         "preprocess:\n  shard_size: 4\n  contact_sheet_size: 12\n"
         "sampling:\n  allow_shortfall: true\n"
+        "  # The cat and the cup have no sex; every case is one woman, too few to learn sex from.\n"
+        "  infer_sex: false\n"
         "# The demo's faces are variants of two photos: at dlib's 0.6 every case would be one\n"
         "# person and could not be split; a tiny threshold treats each variant as its own.\n"
         "split:\n  identity_threshold: 0.01\n"

@@ -38,13 +38,14 @@ def run(
     allow_shortfall: bool,
     seed: int,
     sex_inputs: dict[str, object] | None = None,
-    sex_confidence: float = 0.95,
-    sex_min_accuracy: float = 0.9,
+    sex_confidence: float | None = None,
+    sex_min_accuracy: float | None = None,
 ) -> pd.DataFrame:
     """Draw the controls and write every output; return the cohort.
 
     ``sex_inputs`` (``model``, ``report``, ``pool_features``) switch on sex
-    inferred from the face for pool rows without sex.
+    inferred from the face for pool rows without sex; ``sex_confidence`` and
+    ``sex_min_accuracy`` are then required.
     """
     qc = read_qc(qc_path)
     cases = read_sheet(cases_path, "cases", check_files=False)
@@ -54,13 +55,14 @@ def run(
     ranked = sampling.rank_pool(pool, age_bins, match_on, seed, age_only)
     if sex_inputs:
         case_bins = sampling.label_ages(cases["age"], age_bins)
-        sex_inference.warn_age_only(report, list(case_bins), sex_min_accuracy)
+        sex_inference.warn_age_only(report, list(case_bins), float(sex_min_accuracy))
         predictions = sex_inference.predict_pool(sex_inputs["model"], sex_inputs["pool_features"])
-        ranked = sex_inference.infer_pool(ranked, age_bins, seed, predictions, sex_confidence)
+        ranked = sex_inference.infer_pool(ranked, age_bins, seed, predictions, float(sex_confidence))
     cohort, shortfall = sampling.draw_controls(
         cases, ranked, qc, age_bins, match_on, ratio=ratio, allow_shortfall=allow_shortfall, age_only_bins=age_only
     )
-    cohort = sex_inference.annotate_cohort(cohort, ranked)
+    if sex_inputs:
+        cohort = sex_inference.annotate_cohort(cohort, ranked)
     table = sampling.table1(cohort, age_bins)
     if sex_inputs:
         counts = sex_inference.counts_by_bin(cohort, ranked, qc, age_bins)
@@ -107,8 +109,8 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
             if snakemake.input.sex_model
             else None
         ),
-        sex_confidence=float(params.sex_confidence),
-        sex_min_accuracy=float(params.sex_min_accuracy),
+        sex_confidence=params.sex_confidence,
+        sex_min_accuracy=params.sex_min_accuracy,
     )
 
 

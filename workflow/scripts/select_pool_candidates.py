@@ -30,7 +30,8 @@ def main(snakemake) -> None:
     ranked = rank_pool(pool, params.age_bins, params.match_on, params.seed, age_only)
     if infer:
         predictions = sex_inference.predict_pool(snakemake.input.sex_model, snakemake.input.pool_features)
-        ranked = sex_inference.infer_pool(ranked, params.age_bins, params.seed, predictions, params.sex_confidence)
+        confidence = float(params.sex_confidence)
+        ranked = sex_inference.infer_pool(ranked, params.age_bins, params.seed, predictions, confidence)
     needed = needed_per_stratum(ok_cases, params.age_bins, params.match_on, params.ratio, age_only)
     tried = read_qc(snakemake.input.pool_qc)
     candidates = plan_candidates(ranked, needed, tried, params.oversample)

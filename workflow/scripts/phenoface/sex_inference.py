@@ -417,8 +417,12 @@ def annotate_cohort(cohort: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def counts_by_bin(cohort: pd.DataFrame, pool: pd.DataFrame, qc: pd.DataFrame, age_bins: Sequence[int]) -> pd.DataFrame:
+def counts_by_bin(
+    cohort: pd.DataFrame, pool: pd.DataFrame, qc: pd.DataFrame, age_bins: Sequence[int]
+) -> pd.DataFrame:
     """Per age bin: controls whose sex was inferred and QC-passing pool rows left uncertain.
+
+    ``cohort`` comes from :func:`annotate_cohort`, ``pool`` from :func:`infer_pool`.
 
     Returns ``age_bin`` (the bins and ``Total``), ``control sex inferred`` and
     ``pool sex uncertain``, to sit beside Table 1.
@@ -426,7 +430,7 @@ def counts_by_bin(cohort: pd.DataFrame, pool: pd.DataFrame, qc: pd.DataFrame, ag
     labels = age_bin_labels(age_bins)
     inferred = cohort.loc[cohort["sex_source"].eq("inferred"), "age"]
     status = pool["image_id"].map(qc.loc[qc["sheet"] == "pool"].set_index("image_id")["status"])
-    uncertain = pool.loc[pool.get("sex_uncertain", pd.Series(False, index=pool.index)).astype(bool) & status.eq(OK), "age"]
+    uncertain = pool.loc[pool["sex_uncertain"].astype(bool) & status.eq(OK), "age"]
     columns = {}
     for name, ages in (("control sex inferred", inferred), ("pool sex uncertain", uncertain)):
         counts = pd.Series(label_ages(ages, age_bins)).value_counts().reindex(labels, fill_value=0)
