@@ -11,6 +11,7 @@ import pytest
 
 from phenoface import sampling, sex_inference
 from phenoface.errors import PhenofaceError
+from phenoface.summary import sex_inference_warnings
 from sheet_factory import make_sheet
 
 BINS = [0, 10, 20, 30, 40, 50, 60, 70]
@@ -242,3 +243,13 @@ def test_training_set_needs_two_persons_of_each_sex():
     """One woman (even photographed twice) is too few to train and check on."""
     with pytest.raises(PhenofaceError, match="female"):
         sex_inference.check_training_set(["F", "F", "M", "M"], np.array([0, 0, 1, 2]), "cases sheet")
+
+
+def test_report_summary_warns_for_age_only_bins_with_cases(cases, pool):
+    """The report's summary names an age-only bin holding cases, not one without cases."""
+    report = report_for({"0-9": (50, 0.5, 0.7), "40-49": (50, 0.8, 0.5)}, pool)
+    assert sex_inference.age_only_bins(report) == ["0-9", "40-49"]
+    children = cases.loc[cases["age"] < 10].assign(group="case")
+    found = sex_inference_warnings(report, sampling.table1(children, BINS))
+    assert [w.message.split(" was")[0] for w in found] == ["Age bin 0-9"]
+    assert "accuracy 0.70" in found[0].message and "sex_reference" in found[0].action

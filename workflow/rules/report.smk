@@ -27,6 +27,7 @@ rule summarize_study:
         table1="results/cohort/table1.csv",
         balance="results/cohort/balance.csv",
         shortfall="results/cohort/shortfall.csv",
+        sex_report=get_sex_report(),
         qc="results/qc/preprocess.tsv",
         provenance="results/provenance.json",
         records=get_stage_records(),

@@ -8,7 +8,7 @@ import pandas as pd
 from phenoface.io import write_text
 from phenoface.report_tables import read_result_table
 from phenoface.runtime import setup_logging
-from phenoface.summary import collect_warnings, render_summary, sampling_warnings
+from phenoface.summary import collect_warnings, render_summary, sampling_warnings, sex_inference_warnings
 
 
 def read_json(path: str) -> dict:
@@ -21,12 +21,15 @@ def main(snakemake) -> None:
     inputs = snakemake.input
     config = read_json(inputs.provenance)["config"]
     balance = read_result_table(inputs.balance)
+    table1 = read_result_table(inputs.table1)
     warnings = sampling_warnings(balance, read_result_table(inputs.shortfall))
+    if inputs.sex_report:
+        warnings += sex_inference_warnings(read_result_table(inputs.sex_report), table1)
     warnings += collect_warnings({path: read_json(path) for path in inputs.records})
     for warning in warnings:
         logging.info("%s: %s", warning.stage, warning.message)
     qc = pd.read_csv(inputs.qc, sep="\t", keep_default_na=False, dtype=str)
-    html = render_summary(config, read_json(inputs.metrics), warnings, read_result_table(inputs.table1), balance, qc)
+    html = render_summary(config, read_json(inputs.metrics), warnings, table1, balance, qc)
     write_text(snakemake.output.summary, html)
     logging.info("summary written with %d warning(s)", len(warnings))
 

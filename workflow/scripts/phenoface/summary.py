@@ -23,6 +23,7 @@ import pandas as pd
 from phenoface.methods import age_bins_text
 from phenoface.report_html import bullet_list, escape, html_table, key_value_table, page
 from phenoface.report_tables import qc_counts
+from phenoface.sex_inference import age_only_bins
 
 #: Display name of a stage, by its folder under ``results/``.
 STAGE_NAMES = {
@@ -109,6 +110,11 @@ ADVICE: tuple[tuple[str, str], ...] = (
     (
         r"not tested",
         "This subset was not tested; it needs faces of both groups.",
+    ),
+    (
+        r"matched on age alone",
+        "Sex inferred from faces of this age was not accurate enough: the controls' sex there is unknown. "
+        "Name a labelled sheet with faces of this age in sampling.sex_reference, or read the bin as age-matched only.",
     ),
     (
         r"\bshortfall\b|could not fill",
@@ -220,6 +226,31 @@ def sampling_warnings(
                 "(shortfall)."
             )
             found.append(StageWarning("sampling", f"{source}/shortfall.csv", message, advice_for("sampling", message)))
+    return found
+
+
+def sex_inference_warnings(
+    report: pd.DataFrame, table1: pd.DataFrame, source: str = "results/cohort"
+) -> list[StageWarning]:
+    """One warning per age bin with cases that was matched on age alone (sex_inference.csv).
+
+    ``report`` is ``sex_inference.csv``; ``table1`` is ``table1.csv``, whose
+    ``case <sex> n`` columns say which bins hold cases.
+    """
+    case_columns = [column for column in table1.columns if column.startswith("case ") and column.endswith(" n")]
+    cases = table1.set_index("age_bin")[case_columns].sum(axis=1)
+    indexed = report.set_index("age_bin")
+    found = []
+    for label in age_only_bins(report):
+        if cases.get(label, 0) <= 0:
+            continue
+        accuracy = _number(indexed.loc[label, "accuracy_confident"])
+        message = (
+            f"Age bin {label} was matched on age alone, not sex: sex inferred from the face reached "
+            f"{'no estimate' if math.isnan(accuracy) else f'accuracy {accuracy:.2f}'} among confident predictions "
+            f"on {int(indexed.loc[label, 'n'])} labelled face(s) there."
+        )
+        found.append(StageWarning("sampling", f"{source}/sex_inference.csv", message, advice_for("sampling", message)))
     return found
 
 
