@@ -224,7 +224,7 @@ def test_classifier_save_load_and_accuracy_by_bin(tmp_path):
     model = sex_inference.fit_sex_classifier(descriptors, sex, seed=0)
     model.save(tmp_path / "sex.npz")
     loaded = sex_inference.SexClassifier.load(tmp_path / "sex.npz")
-    reference = sex_inference._pipeline(0).fit(descriptors, (sex == "F").astype(int))
+    reference = sex_inference.sex_pipeline(0).fit(descriptors, (sex == "F").astype(int))
     assert np.allclose(loaded.p_female(descriptors), reference.predict_proba(descriptors)[:, 1])
     p_female = sex_inference.cross_validated_p_female(descriptors, sex, groups, seed=0)
     assert np.isfinite(p_female).all()

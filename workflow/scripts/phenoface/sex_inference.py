@@ -32,9 +32,10 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .errors import PhenofaceError
@@ -78,7 +79,7 @@ class SexClassifier:
     def p_female(self, descriptors: np.ndarray) -> np.ndarray:
         """Probability that each face is female."""
         z = (np.asarray(descriptors, dtype=np.float64) - self.mean) / self.scale
-        return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.intercept)))
+        return expit(z @ self.coef + self.intercept)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model's arrays to an ``.npz`` (atomically)."""
@@ -91,7 +92,8 @@ class SexClassifier:
             return cls(arrays["mean"], arrays["scale"], arrays["coef"], float(arrays["intercept"][0]))
 
 
-def _pipeline(seed: int):
+def sex_pipeline(seed: int) -> Pipeline:
+    """The unfitted model: standardised descriptors into a seeded logistic regression."""
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed))
 
 
@@ -119,7 +121,7 @@ def check_training_set(sex: Sequence[str], groups: np.ndarray, source: str) -> N
 
 def fit_sex_classifier(descriptors: np.ndarray, sex: Sequence[str], seed: int) -> SexClassifier:
     """Fit P(female) on labelled descriptors (standardised logistic regression, seeded)."""
-    model = _pipeline(seed).fit(np.asarray(descriptors, dtype=np.float64), _female(sex))
+    model = sex_pipeline(seed).fit(np.asarray(descriptors, dtype=np.float64), _female(sex))
     scaler, regression = model[0], model[1]
     return SexClassifier(
         scaler.mean_.copy(), scaler.scale_.copy(), regression.coef_[0].copy(), float(regression.intercept_[0])
@@ -142,7 +144,7 @@ def cross_validated_p_female(
     points = np.asarray(descriptors, dtype=np.float64)
     out = np.full(len(female), np.nan)
     for train, test in folds.split(points, female, groups):
-        out[test] = _pipeline(seed).fit(points[train], female[train]).predict_proba(points[test])[:, 1]
+        out[test] = sex_pipeline(seed).fit(points[train], female[train]).predict_proba(points[test])[:, 1]
     return out
 
 
