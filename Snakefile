@@ -19,13 +19,22 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/faces.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/power.smk"
 
 
 localrules:
     all,
     fetch_mediapipe_models,
+    power,
 
 
 rule all:
     input:
         get_final_targets(),
+
+
+rule power:
+    input:
+        "results/power/power.json",
+        "results/power/power.png",
+        power_paths("faces/average_faces.png"),

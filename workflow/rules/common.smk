@@ -1,3 +1,4 @@
+import functools
 import os
 import re
 import sys
@@ -12,6 +13,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from phenoface.dlib_format import BLOCK_NAMES
 from phenoface.errors import PhenofaceError
 from phenoface.models import dlib_model_path
+from phenoface.power import draw_power_sample, repeat_seed, strength_label
+from phenoface.runtime import make_rng
 from phenoface.sheets import assign_shards, check_sheets_disjoint, read_sheet
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -29,6 +32,8 @@ wildcard_constraints:
     shard=r"\d{4}",
     round=r"\d+",
     name=r"\w+",
+    repeat=r"\d+",
+    strength=r"\d+(?:\.\d+)?",
 
 
 def sheet_name(path):
@@ -332,3 +337,82 @@ def get_final_targets():
         "results/faces/average_faces.png",
         "results/provenance.json",
     ]
+
+
+# ---------------------------------------------------------------------------
+# Power analysis (issue 13, `snakemake power`): planted-effect studies.
+
+POWER_STRENGTHS = [strength_label(s) for s in config["power"]["strengths"]]
+POWER_REPEATS = [str(r) for r in range(config["power"]["repeats"])]
+POWER_DIR = "results/power/r{repeat}/s{strength}"
+
+
+@functools.cache
+def power_sample(repeat):
+    """The faces of power repeat ``repeat`` with their groups and shards.
+
+    Drawn only when a power job asks, so `all` never reads the power sheet.
+    """
+    power = config["power"]
+    n = power["n"] or len(CASES) * (1 + config["sampling"]["ratio"])
+    try:
+        sheet = POOL if power["sheet"] is None else read_sheet(power["sheet"], "pool")
+        rng = make_rng(repeat_seed(config["seed"], int(repeat)))
+        sample = draw_power_sample(
+            sheet,
+            n,
+            rng,
+            config["sampling"]["age_bins"],
+            config["sampling"]["match_on"],
+        )
+    except PhenofaceError as error:
+        raise WorkflowError(str(error)) from None
+    return with_shards(sample)
+
+
+def power_shards(repeat):
+    """Shard names of power repeat ``repeat``."""
+    return sorted(power_sample(repeat)["shard"].unique())
+
+
+def get_power_sample_rows(wildcards):
+    """Drawn rows (sample columns) of one power shard."""
+    sample = power_sample(wildcards.repeat)
+    rows = sample[sample["shard"] == wildcards.shard].drop(columns="shard")
+    return rows.sort_values("image_id").to_dict("records")
+
+
+def get_power_original_images(wildcards):
+    """Original photos of one power shard."""
+    return [row["path"] for row in get_power_sample_rows(wildcards)]
+
+
+def get_power_shard_members(wildcards):
+    """Preprocessing members of a power shard: the planted photos."""
+    folder = POWER_DIR.format(**wildcards) + f"/planted/{wildcards.shard}"
+    return [
+        {
+            "image_id": row["image_id"],
+            "sheet": "cases" if row["group"] == "case" else "pool",
+            "path": f"{folder}/{row['image_id']}.png",
+        }
+        for row in get_power_sample_rows(wildcards)
+    ]
+
+
+def power_shard_paths(suffix):
+    """Input function: ``<strength dir>/<suffix>`` for every shard of the repeat."""
+
+    def paths(wildcards):
+        folder = POWER_DIR.format(**wildcards)
+        return [
+            f"{folder}/{suffix}".format(shard=shard)
+            for shard in power_shards(wildcards.repeat)
+        ]
+
+    return paths
+
+
+def power_paths(path):
+    """``results/power/r<repeat>/s<strength>/<path>`` for every repeat and strength."""
+    return expand(f"{POWER_DIR}/{path}", repeat=POWER_REPEATS, strength=POWER_STRENGTHS)

@@ -26,7 +26,7 @@ def main(snakemake) -> None:
     model_dir = Path(snakemake.input.models[0]).parent if snakemake.input.models else None
     masker = FaceMasker(settings["mask_method"], model_dir)
     members = snakemake.params.members
-    logging.info("shard %s/%s: %d images", snakemake.wildcards.batch, snakemake.wildcards.shard, len(members))
+    logging.info("shard %s: %d images", "/".join(snakemake.wildcards), len(members))
     table = preprocess_members(members, snakemake.output.chips, preprocessor, masker, apply_mask)
     logging.info("statuses: %s", table["status"].value_counts().to_dict())
     write_table(snakemake.output.qc, table)
