@@ -94,8 +94,8 @@ def main() -> None:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(args.work),
-         "--configfile", str(config), "--cores", str(args.cores), "--quiet", "rules", "power"],
+        [sys.executable, "-m", "snakemake", "power", "-s", str(REPO / "Snakefile"), "-d", str(args.work),
+         "--configfile", str(config), "--cores", str(args.cores), "--quiet", "rules"],
         check=True, env=env,
     )  # fmt: skip
     print(f"snakemake power: {time.perf_counter() - started:.0f} s")
