@@ -34,6 +34,7 @@ wildcard_constraints:
     name=r"\w+",
     repeat=r"\d+",
     strength=r"\d+(?:\.\d+)?",
+    arm=r"controls|s\d+(?:\.\d+)?",
 
 
 def sheet_name(path):
@@ -370,15 +371,33 @@ def power_sample(repeat):
     return with_shards(sample)
 
 
-def power_shards(repeat):
-    """Shard names of power repeat ``repeat``."""
-    return sorted(power_sample(repeat)["shard"].unique())
+POWER_ARM = "results/power/r{repeat}/{arm}"
+
+
+@functools.cache
+def power_arm(repeat, arm):
+    """Drawn rows of one arm: ``controls`` (strength-independent) or ``s<strength>`` (the cases).
+
+    Controls are warped at strength 0 whatever the strength, so they are
+    planted and preprocessed once and shared by every strength.
+    """
+    sample = power_sample(repeat)
+    group = "control" if arm == "controls" else "case"
+    return with_shards(sample[sample["group"] == group].drop(columns="shard"))
+
+
+def power_arm_strength(wildcards):
+    """Strength planted into an arm's photos (0 for the controls)."""
+    return 0.0 if wildcards.arm == "controls" else float(wildcards.arm[1:])
 
 
 def get_power_sample_rows(wildcards):
-    """Drawn rows (sample columns) of one power shard."""
-    sample = power_sample(wildcards.repeat)
-    rows = sample[sample["shard"] == wildcards.shard].drop(columns="shard")
+    """Drawn rows (sample columns) of one shard of a power repeat, or of an arm."""
+    if "arm" in wildcards.keys():
+        table = power_arm(wildcards.repeat, wildcards.arm)
+    else:
+        table = power_sample(wildcards.repeat)
+    rows = table[table["shard"] == wildcards.shard].drop(columns="shard")
     return rows.sort_values("image_id").to_dict("records")
 
 
@@ -387,9 +406,17 @@ def get_power_original_images(wildcards):
     return [row["path"] for row in get_power_sample_rows(wildcards)]
 
 
+def get_power_located(wildcards):
+    """Landmark files of every located shard of the repeat."""
+    shards = sorted(power_sample(wildcards.repeat)["shard"].unique())
+    return [
+        f"results/power/r{wildcards.repeat}/located/{shard}.npz" for shard in shards
+    ]
+
+
 def get_power_shard_members(wildcards):
-    """Preprocessing members of a power shard: the planted photos."""
-    folder = POWER_DIR.format(**wildcards) + f"/planted/{wildcards.shard}"
+    """Preprocessing members of an arm's shard: the planted photos."""
+    folder = POWER_ARM.format(**wildcards) + f"/planted/{wildcards.shard}"
     return [
         {
             "image_id": row["image_id"],
@@ -401,14 +428,15 @@ def get_power_shard_members(wildcards):
 
 
 def power_shard_paths(suffix):
-    """Input function: ``<strength dir>/<suffix>`` for every shard of the repeat."""
+    """Input function: ``<arm dir>/<suffix>`` for every shard of a strength's two arms."""
 
     def paths(wildcards):
-        folder = POWER_DIR.format(**wildcards)
-        return [
-            f"{folder}/{suffix}".format(shard=shard)
-            for shard in power_shards(wildcards.repeat)
-        ]
+        out = []
+        for arm in (f"s{wildcards.strength}", "controls"):
+            shards = sorted(power_arm(wildcards.repeat, arm)["shard"].unique())
+            folder = POWER_ARM.format(repeat=wildcards.repeat, arm=arm)
+            out += [f"{folder}/{suffix}".format(shard=shard) for shard in shards]
+        return out
 
     return paths
 

@@ -2,7 +2,9 @@
 # faces drawn from the power sheet, half of them "cases" whose lower face is
 # widened by each strength in power.strengths, then the study's own
 # preprocessing, features, split, training, evaluation, Grad-CAM and landmark
-# tests per strength (the study's rules, reused with other paths).
+# tests per strength (the study's rules, reused with other paths). Photos are
+# planted and preprocessed per arm: the cases of each strength, and the
+# controls once (strength 0 whatever the strength, the same warp code).
 
 
 rule locate_power_faces:
@@ -33,15 +35,15 @@ rule locate_power_faces:
 
 rule plant_power_effect:
     input:
-        landmarks="results/power/r{repeat}/located/{shard}.npz",
+        landmarks=get_power_located,
         images=get_power_original_images,
     output:
-        table=f"{POWER_DIR}/planted/{{shard}}.tsv",
-        images=directory(f"{POWER_DIR}/planted/{{shard}}"),
+        table=f"{POWER_ARM}/planted/{{shard}}.tsv",
+        images=directory(f"{POWER_ARM}/planted/{{shard}}"),
     log:
-        "logs/plant_power_effect/r{repeat}/s{strength}/{shard}.log",
+        "logs/plant_power_effect/r{repeat}/{arm}/{shard}.log",
     benchmark:
-        "benchmarks/plant_power_effect/r{repeat}/s{strength}/{shard}.tsv"
+        "benchmarks/plant_power_effect/r{repeat}/{arm}/{shard}.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -49,35 +51,36 @@ rule plant_power_effect:
         mem_mb=1000,
     params:
         members=get_power_sample_rows,
+        strength=power_arm_strength,
     script:
         "../scripts/plant_power_effect.py"
 
 
 use rule preprocess_images as preprocess_power_images with:
     input:
-        images=f"{POWER_DIR}/planted/{{shard}}",
+        images=f"{POWER_ARM}/planted/{{shard}}",
         models=get_mask_model(),
     output:
-        qc=f"{POWER_DIR}/preprocess/{{shard}}.tsv",
-        chips=directory(f"{POWER_DIR}/preprocess/{{shard}}"),
+        qc=f"{POWER_ARM}/preprocess/{{shard}}.tsv",
+        chips=directory(f"{POWER_ARM}/preprocess/{{shard}}"),
     log:
-        "logs/preprocess_power_images/r{repeat}/s{strength}/{shard}.log",
+        "logs/preprocess_power_images/r{repeat}/{arm}/{shard}.log",
     benchmark:
-        "benchmarks/preprocess_power_images/r{repeat}/s{strength}/{shard}.tsv"
+        "benchmarks/preprocess_power_images/r{repeat}/{arm}/{shard}.tsv"
     params:
         members=get_power_shard_members,
 
 
 use rule extract_features as extract_power_features with:
     input:
-        qc=f"{POWER_DIR}/preprocess/{{shard}}.tsv",
+        qc=f"{POWER_ARM}/preprocess/{{shard}}.tsv",
         weights="resources/backbone/dlib_resnet.weights.h5",
     output:
-        features=f"{POWER_DIR}/features/{{shard}}.npz",
+        features=f"{POWER_ARM}/features/{{shard}}.npz",
     log:
-        "logs/extract_power_features/r{repeat}/s{strength}/{shard}.log",
+        "logs/extract_power_features/r{repeat}/{arm}/{shard}.log",
     benchmark:
-        "benchmarks/extract_power_features/r{repeat}/s{strength}/{shard}.tsv"
+        "benchmarks/extract_power_features/r{repeat}/{arm}/{shard}.tsv"
 
 
 use rule merge_features as merge_power_features with:

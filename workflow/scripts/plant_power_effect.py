@@ -1,7 +1,8 @@
 """Plant the facial-adiposity widening into one shard of a power study (rule plant_power_effect).
 
-Cases are widened by the strength of ``wildcards.strength``, controls by 0;
-both go through the same warp and are written as lossless PNG, so nothing
+The photos of one arm's shard: the cases of a strength, widened by it
+(``params.strength``), or the controls, at strength 0. Both go through the
+same warp and are written as lossless PNG, so nothing
 but the planted shape separates the groups. A photo whose original showed no
 face cannot be warped: it is written unchanged (through the same PNG path),
 flagged ``located = False``, and preprocessing decides its status as usual.
@@ -26,16 +27,18 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
 
     setup_logging(snakemake.log[0])
     log = logging.getLogger("plant_power_effect")
-    strength = float(snakemake.wildcards.strength)
+    strength = float(snakemake.params.strength)
     folder = Path(snakemake.output.images)
     folder.mkdir(parents=True, exist_ok=True)
-    with np.load(snakemake.input.landmarks, allow_pickle=False) as located:
-        by_id = dict(zip(located["image_id"].astype(str), located["landmarks"]))
+    by_id = {}
+    for path in snakemake.input.landmarks:
+        with np.load(path, allow_pickle=False) as located:
+            by_id.update(zip(located["image_id"].astype(str), located["landmarks"]))
     rows = []
     for member in snakemake.params.members:
         landmarks = by_id[member["image_id"]]
         found = bool(np.isfinite(landmarks).all())
-        applied = strength if member["group"] == "case" and found else 0.0
+        applied = strength if found else 0.0
         path = folder / f"{member['image_id']}.png"
         try:
             image, _ = load_rgb(member["path"])
@@ -47,8 +50,8 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
         rows.append({**member, "located": found, "strength": applied, "planted": str(path)})
     table = pd.DataFrame(rows)[PLANTED_COLUMNS]
     log.info(
-        "strength %s: %d photos, %d cases widened, %d without a face in the original",
-        snakemake.wildcards.strength,
+        "strength %g: %d photos, %d widened, %d without a face in the original",
+        strength,
         len(table),
         int((table["strength"] > 0).sum()),
         int((~table["located"]).sum()),

@@ -59,13 +59,15 @@ def plot_average_faces(
     min_group_size: int,
     show_faces: bool = False,
     exaggeration: float = DEFAULT_EXAGGERATION,
+    shape_normalised: np.ndarray | None = None,
 ) -> Figure:
     """The paper's Figure 3: average case face, average control face, landmarks.
 
     Rows are sexes (male first) present in ``faces``; columns are the case
-    average, the control average, and the mean chip landmarks of controls
-    (blue) and cases (red, drawn at control + ``exaggeration`` x the shift)
-    over a faint pooled average.
+    average, the control average, (when ``shape_normalised`` is given) the
+    shape-normalised case and control averages, and the mean chip landmarks
+    of controls (blue) and cases (red, drawn at control + ``exaggeration`` x
+    the shift) over a faint pooled average.
 
     Parameters
     ----------
@@ -75,6 +77,9 @@ def plot_average_faces(
         is left out) unless ``show_faces``.
     show_faces : bool
     exaggeration : float
+    shape_normalised : numpy.ndarray, optional
+        ``(k, h, w, 3)`` averages of the chips warped to their cell's mean
+        shape (:mod:`phenoface.shape_average`), in the order of ``faces``.
 
     Returns
     -------
@@ -82,20 +87,24 @@ def plot_average_faces(
     """
     sexes = [sex for sex in SEXES if sex in set(faces.sex)] or ["all"]
     size = faces.mean_chip.shape[1:3] if faces.mean_chip.size else (150, 150)
-    figure = Figure(figsize=(9, 3.1 * len(sexes)))
-    axes = figure.subplots(len(sexes), 3, squeeze=False)
-    chips = faces.mean_chip_uint8()
+    averages = [("", faces.mean_chip_uint8())]
+    if shape_normalised is not None:
+        averages.append(("shape-normalised ", np.clip(np.rint(shape_normalised), 0, 255).astype(np.uint8)))
+    n_columns = 2 * len(averages) + 1
+    figure = Figure(figsize=(3 * n_columns, 3.1 * len(sexes)))
+    axes = figure.subplots(len(sexes), n_columns, squeeze=False)
     for row, sex in enumerate(sexes):
         cells = {group: faces.cell(group, sex) for group in GROUPS}
         counts = {group: int(faces.n[cells[group]]) if cells[group] is not None else 0 for group in GROUPS}
-        for column, group in enumerate(GROUPS):
-            ax = axes[row, column]
-            if cells[group] is not None and face_shown(counts[group], min_group_size, show_faces):
-                ax.imshow(chips[cells[group]])
-            else:
-                blank_panel(ax, counts[group], min_group_size, size)
-            ax.set_title(f"{SEX_NAMES.get(sex, sex)} {group}s (n = {counts[group]:,})", fontsize=9)
-        ax = axes[row, 2]
+        for block, (kind, chips) in enumerate(averages):
+            for offset, group in enumerate(GROUPS):
+                ax = axes[row, 2 * block + offset]
+                if cells[group] is not None and face_shown(counts[group], min_group_size, show_faces):
+                    ax.imshow(chips[cells[group]])
+                else:
+                    blank_panel(ax, counts[group], min_group_size, size)
+                ax.set_title(f"{kind}{SEX_NAMES.get(sex, sex)} {group}s (n = {counts[group]:,})", fontsize=9)
+        ax = axes[row, n_columns - 1]
         if all(cells[g] is not None and face_shown(counts[g], min_group_size, show_faces) for g in GROUPS):
             pooled = sum(faces.mean_chip[cells[g]] * counts[g] for g in GROUPS) / sum(counts.values())
             ax.imshow(np.clip(pooled, 0, 255).astype(np.uint8), alpha=0.35)
