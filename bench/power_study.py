@@ -95,7 +95,7 @@ def main() -> None:
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "snakemake", "power", "-s", str(REPO / "Snakefile"), "-d", str(args.work),
-         "--configfile", str(config), "--cores", str(args.cores), "--quiet", "rules"],
+         "--configfile", str(config), "--cores", str(args.cores), "--keep-going", "--quiet", "rules"],
         check=True, env=env,
     )  # fmt: skip
     print(f"snakemake power: {time.perf_counter() - started:.0f} s")
