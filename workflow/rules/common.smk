@@ -416,7 +416,7 @@ def get_power_located(wildcards):
 
 def get_power_shard_members(wildcards):
     """Preprocessing members of an arm's shard: the planted photos."""
-    folder = POWER_ARM.format(**wildcards) + f"/planted/{wildcards.shard}"
+    folder = "{}/planted/{}".format(POWER_ARM.format(**wildcards), wildcards.shard)
     return [
         {
             "image_id": row["image_id"],

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .faces import eye_centres
+
 #: ``|u| / W`` where the lateral profile starts rising, reaches 1, starts falling and reaches 0.
 LATERAL_KNOTS = (0.10, 0.35, 0.60, 1.05)
 #: Margin below the lowest eye landmark (in W) above which nothing moves.
@@ -56,9 +58,8 @@ MAX_STRENGTH = 0.5
 #: Newton iterations of the inverse map (converges to < 1e-6 px in about 4).
 INVERSE_ITERATIONS = 8
 
+# iBUG-68 points the frame needs (0-based); the eye centres come from phenoface.faces.
 EYES = slice(36, 48)
-RIGHT_EYE = slice(36, 42)  # subject's right eye, image left
-LEFT_EYE = slice(42, 48)
 MOUTH = slice(48, 68)
 CHIN = 8
 
@@ -98,13 +99,13 @@ def face_frame(landmarks: np.ndarray) -> FaceFrame:
     points = np.asarray(landmarks, np.float64)
     if points.shape != (68, 2) or not np.isfinite(points).all():
         raise ValueError(f"expected 68 finite (x, y) landmarks, got shape {points.shape}")
-    right_eye, left_eye = points[RIGHT_EYE].mean(axis=0), points[LEFT_EYE].mean(axis=0)
-    axis = left_eye - right_eye
+    image_left_eye, image_right_eye = eye_centres(points)
+    axis = image_right_eye - image_left_eye
     if np.linalg.norm(axis) == 0:
         raise ValueError("the two eye centres coincide; landmarks are degenerate")
     u_axis = axis / np.linalg.norm(axis)
     v_axis = np.array([-u_axis[1], u_axis[0]])
-    origin = (right_eye + left_eye) / 2.0
+    origin = (image_left_eye + image_right_eye) / 2.0
     width = float(np.linalg.norm(points[16] - points[0]))
     if width == 0:
         raise ValueError("jaw points p0 and p16 coincide; landmarks are degenerate")
