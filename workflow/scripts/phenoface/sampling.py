@@ -820,7 +820,7 @@ def flow_counts(
     if "sex_uncertain" in pool.columns:
         # Sex inferred from the face (phenoface.sex_inference): uncertain rows cannot be drawn.
         uncertain = pool_ok & pool["sex_uncertain"].astype(bool)
-        text = "sex uncertain (inferred, below sampling.sex_confidence)"
+        text = "sex uncertain (below sex_confidence)"
         nodes.append(_node("pool", "sex_uncertain", text, "qc_ok", False, uncertain.sum()))
         pool_ok = pool_ok & ~uncertain
         label += f"\n(sex inferred: {int((pool_ok & matched & pool['sex_source'].eq('inferred')).sum()):,})"
