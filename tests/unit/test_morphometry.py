@@ -414,3 +414,20 @@ def test_real_face_indices_are_plausible(faces_dir: Path) -> None:
     assert indices["par"].between(11.0, 17.0).all()
     aligned = morphometry.generalized_procrustes(np.stack(landmarks))
     assert aligned.n_iterations < 100
+
+
+def test_index_group_test_codes_unknown_sex_as_its_own_level() -> None:
+    """Controls of unknown sex (age-only bins) get an indicator; F + unknown never gives a constant 'sex' column."""
+    rng = np.random.default_rng(0)
+    n = 40
+    is_case = np.arange(n) < 20
+    age = rng.integers(20, 60, n).astype(float)
+    values = rng.normal(size=n) + 0.5 * is_case
+    mixed = np.array(["M", "F"] * 15 + [""] * 10)
+    result = morphometry.index_group_test(values, is_case, ["s"] * n, age, mixed, rng, 50)
+    assert result["adj_covariates"] == "age+sex+sex_unknown"
+    women = np.array(["F"] * 30 + [""] * 10)
+    result = morphometry.index_group_test(values, is_case, ["s"] * n, age, women, rng, 50)
+    assert result["adj_covariates"] == "age+sex_unknown" and math.isfinite(result["adj_se"])
+    known = np.array(["M", "F"] * 20)
+    assert morphometry.index_group_test(values, is_case, ["s"] * n, age, known, rng, 50)["adj_covariates"] == "age+sex"

@@ -100,7 +100,7 @@ def read_cohort(path: str | Path) -> pd.DataFrame:
     ------
     PhenofaceError
         When a column is missing, a group is not case/control, a sex is not
-        M/F or an age is not a number; the message names the first bad row.
+        M/F/empty or an age is not a number; the message names the first bad row.
     """
     table = pd.read_csv(
         path,
@@ -110,7 +110,9 @@ def read_cohort(path: str | Path) -> pd.DataFrame:
     missing = set(COHORT_COLUMNS) - set(table.columns)
     if missing:
         raise PhenofaceError(f"{path}: missing columns {sorted(missing)}; rerun sample_matched_controls")
-    for column, allowed in (("group", GROUPS), ("sex", SEXES)):
+    # An empty sex is a control of unknown sex (an age-only bin of a pool without sex, README):
+    # it enters the "all" analyses and no per-sex cell.
+    for column, allowed in (("group", GROUPS), ("sex", SEXES + ("",))):
         bad = table[~table[column].isin(allowed)]
         if len(bad):
             raise PhenofaceError(
@@ -705,7 +707,8 @@ def index_group_test(
     age : numpy.ndarray
         Age in years.
     sex : sequence of str
-        ``M``/``F``; entered in the adjusted model only when both occur.
+        ``M``/``F`` (or empty: unknown); entered in the adjusted model only
+        when both occur, an unknown sex as its own indicator.
     rng : numpy.random.Generator
     n_permutations : int
     confidence : float
@@ -740,8 +743,11 @@ def index_group_test(
     )
     sex = np.asarray(sex, dtype=str)
     covariates = {"age": np.asarray(age, dtype=np.float64)}
-    if np.unique(sex).size > 1:
+    levels = set(np.unique(sex))
+    if set(SEXES) <= levels:
         covariates["sex"] = (sex == "M").astype(np.float64)
+    if "" in levels and len(levels) > 1:
+        covariates["sex_unknown"] = (sex == "").astype(np.float64)
     adjusted = ols_effect(values, is_case.astype(np.float64), covariates)
     return {
         "n_case": n1,
