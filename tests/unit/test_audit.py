@@ -464,3 +464,9 @@ def test_skipped_or_undefined_audits_do_not_warn():
     table.loc[table["baseline"] == "age_sex", "auc"] = math.nan
     table.loc[table["baseline"] == "reference_sheet", "auc"] = math.nan
     assert audit.baseline_warnings(table, warn_auc=0.7) == []
+
+
+def test_age_sex_matrix_codes_unknown_sex_halfway() -> None:
+    """An empty sex (control in an age-only bin) is 0.5, not missing: no indicator can flag those controls."""
+    table = pd.DataFrame({"age": [30, 40, 5], "sex": ["M", "F", ""]})
+    assert audit.age_sex_matrix(table).tolist() == [[30.0, 1.0], [40.0, 0.0], [5.0, 0.5]]

@@ -255,14 +255,19 @@ def labels_from_group(groups: pd.Series) -> np.ndarray:
 
 
 def age_sex_matrix(table: pd.DataFrame, variables: tuple[str, ...] = ("age", "sex")) -> np.ndarray:
-    """Columns for the matched variables: age (years) and/or sex (M = 1, F = 0, else NaN).
+    """Columns for the matched variables: age (years) and/or sex (M = 1, F = 0, unknown 0.5).
 
     Only the variables the cohort was matched on belong here: a variable that
     was not matched (sex when matching on age only) may be the phenotype itself.
+    An empty sex (a control in a bin matched on age alone because the pool had
+    no sex there) is coded halfway: as missing, its imputation indicator would
+    flag those controls and turn the baseline into a detector of missing labels.
     """
     columns = {
         "age": lambda: pd.to_numeric(table["age"], errors="coerce").to_numpy(float),
-        "sex": lambda: table["sex"].astype(str).str.upper().map({"M": 1.0, "F": 0.0}).to_numpy(float),
+        "sex": lambda: (
+            table["sex"].fillna("").astype(str).str.upper().map({"M": 1.0, "F": 0.0, "": 0.5}).to_numpy(float)
+        ),
     }
     unknown = [v for v in variables if v not in columns]
     if unknown or not variables:

@@ -23,7 +23,7 @@ import pandas as pd
 from phenoface.methods import age_bins_text
 from phenoface.report_html import bullet_list, escape, html_table, key_value_table, page
 from phenoface.report_tables import qc_counts
-from phenoface.sex_inference import age_only_bins
+from phenoface.sex_inference import MIN_CONFIDENT, age_only_bins
 
 #: Display name of a stage, by its folder under ``results/``.
 STAGE_NAMES = {
@@ -245,10 +245,12 @@ def sex_inference_warnings(
         if cases.get(label, 0) <= 0:
             continue
         accuracy = _number(indexed.loc[label, "accuracy_confident"])
+        estimate = "no estimate" if math.isnan(accuracy) else f"accuracy {accuracy:.2f}"
         message = (
-            f"Age bin {label} was matched on age alone, not sex: sex inferred from the face reached "
-            f"{'no estimate' if math.isnan(accuracy) else f'accuracy {accuracy:.2f}'} among confident predictions "
-            f"on {int(indexed.loc[label, 'n'])} labelled face(s) there."
+            f"Age bin {label} was matched on age alone, not sex: sex inferred from the face reached {estimate} "
+            f"on {int(indexed.loc[label, 'n_confident'])} confident prediction(s) of "
+            f"{int(indexed.loc[label, 'n'])} labelled face(s) there (needs sampling.sex_min_accuracy on at least "
+            f"{MIN_CONFIDENT})."
         )
         found.append(StageWarning("sampling", f"{source}/sex_inference.csv", message, advice_for("sampling", message)))
     return found
