@@ -23,6 +23,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--no-first-run",
     "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
 DATA_URI = re.compile(r"data:([\w.+/-]+)((?:;[\w.+-]+=[^;,\"']*)*);base64,([A-Za-z0-9+/=]+)")
 REPORT_ITEM = re.compile(r"\b(report|faces_in_report)\(\s*\"([^\"]+)\"")
@@ -66,6 +67,7 @@ def normalise(text: str) -> str:
 class Visit:
     """What a browser saw of a report: listed results per category, page texts, errors."""
 
+    landing: str = ""
     categories: list[str] = field(default_factory=list)
     listed: dict[str, list[str]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
@@ -78,7 +80,8 @@ class Visit:
 def visit_report(report: Path, screenshots: Path, chromium: Path) -> Visit:
     """Open ``report``, click every category and every result in it, and record what showed.
 
-    For an HTML result the text of its frame is kept (``texts[path]``); an
+    The landing page's text is kept (``landing``). For an HTML result the
+    text of its frame is kept (``texts[path]``); an
     image result must have loaded (natural width > 0). Requests that leave the
     file (http/https) are blocked and recorded. One screenshot per result.
     """
@@ -101,6 +104,11 @@ def visit_report(report: Path, screenshots: Path, chromium: Path) -> Visit:
             page.on("console", lambda message: message.type == "error" and visit.console_errors.append(message.text))
             page.goto(report.resolve().as_uri())
             page.wait_for_selector("nav")
+            page.locator(".prose").first.wait_for()
+            visit.landing = page.locator(".prose").first.inner_text()
+            shot = screenshots / "landing.png"
+            page.screenshot(path=str(shot))
+            visit.screenshots.append(shot)
             visit.categories = page.evaluate("Object.keys(categories).sort((a, b) => a.localeCompare(b))")
             for number, category in enumerate(visit.categories):
                 page.evaluate("app.setView({navbarMode: 'menu'})")

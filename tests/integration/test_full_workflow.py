@@ -197,17 +197,19 @@ def test_report_opens_on_the_summary_and_embeds_no_face(
     assert visit.categories[0] == "1. Summary" and visit.listed["1. Summary"] == ["results/report/summary.html"]
     listed = {path for paths in visit.listed.values() for path in paths}
     assert listed == report_browser.declared_results(show_faces=False)
-    assert len(visit.screenshots) == len(listed) and all(shot.stat().st_size > 0 for shot in visit.screenshots)
+    assert len(visit.screenshots) == len(listed) + 1 and all(shot.stat().st_size > 0 for shot in visit.screenshots)
 
     summary = report_browser.normalise(visit.texts["results/report/summary.html"])
     metrics = json.loads(full_study.path("results/evaluation/metrics.json").read_text())
-    assert f"held-out auc {metrics['auc']:.2f} (95% ci {metrics['auc_ci_low']:.2f}–" in summary
+    headline = f"held-out auc {metrics['auc']:.2f} (95% ci {metrics['auc_ci_low']:.2f}–{metrics['auc_ci_high']:.2f})"
+    assert headline in summary and headline in report_browser.normalise(visit.landing)
     warnings = json_warnings(full_study)
     assert len(warnings) >= 1  # the proxy study raises some (small subsets, shortcut audits)
     missing = [w for w in warnings if report_browser.normalise(w) not in summary]
     assert missing == []
     shown = re.search(r"(\d+) warning\(s\)\.", summary)
     assert shown and int(shown.group(1)) >= len(warnings)  # plus sampling's, from balance/shortfall
+    assert f"{shown.group(1)} warning(s) (" in report_browser.normalise(visit.landing)
     for text in ("methods.html", "model_card.html"):
         assert visit.texts[f"results/report/{text}"].strip()
     assert "DeLong ER" in visit.texts["results/report/methods.html"]

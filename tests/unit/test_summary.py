@@ -12,6 +12,7 @@ from phenoface.summary import (
     baselines_table,
     collect_warnings,
     iter_warnings,
+    render_landing,
     render_summary,
     sampling_warnings,
     stage_of,
@@ -150,7 +151,7 @@ def test_summary_page_shows_headline_warnings_and_tables_without_images() -> Non
     """AUC with its CI, repeats, external set, each warning with advice, Table 1 and QC; no image at all."""
     warnings = collect_warnings({"results/evaluation/metrics.json": METRICS})
     html = render_summary(CONFIG, METRICS, warnings, TABLE1, BALANCE, QC)
-    assert "Held-out AUC 0.81 (95% CI 0.70–0.92) on 40 test images; 1 warning(s) below." in html
+    assert "Held-out AUC 0.81 (95% CI 0.70–0.92) on 40 test images; 1 warning(s)." in html
     assert "3 repeats: AUC mean 0.80, SD 0.021, range 0.78–0.83" in html
     assert "External set clinic_b" in html and "0.66 (95% CI 0.44–0.88)" in html
     assert "Image-statistics baseline reaches AUC 0.97" in html and "What to do:" in html
@@ -172,3 +173,16 @@ def test_warning_text_is_escaped() -> None:
     warning = StageWarning("evaluation", "x.json", "P < 0.05 & <b>bold</b>", "act")
     html = render_summary(CONFIG, METRICS, [warning], TABLE1, BALANCE, QC)
     assert "P &lt; 0.05 &amp; &lt;b&gt;bold&lt;/b&gt;" in html
+
+
+def test_landing_fragment_is_short_and_counts_warnings_by_stage() -> None:
+    """The landing fragment has the headline, the baselines and the warnings counted by stage; no page shell."""
+    warnings = collect_warnings(
+        {"results/evaluation/metrics.json": METRICS, "results/explain/sanity.json": {"warnings": ["a", "b"]}}
+    )
+    html = render_landing(CONFIG, METRICS, warnings, BALANCE, QC)
+    assert html.startswith("<p><b>Held-out AUC 0.81 (95% CI 0.70–0.92) on 40 test images; 3 warning(s).</b></p>")
+    assert "image statistics 0.97 (95% CI 0.93–1.00)" in html
+    assert "(1 from evaluation, 2 from explanation (Grad-CAM))" in html
+    assert "<style" not in html and "<html" not in html and "<img" not in html
+    assert "No warnings" in render_landing(CONFIG, METRICS, [], BALANCE, QC)

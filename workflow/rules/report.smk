@@ -37,6 +37,7 @@ rule summarize_study:
             caption="../report/summary.rst",
             category="1. Summary",
         ),
+        landing="results/report/summary_landing.html",
     log:
         "logs/summarize_study.log",
     conda:

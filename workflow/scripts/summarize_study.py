@@ -8,7 +8,13 @@ import pandas as pd
 from phenoface.io import write_text
 from phenoface.report_tables import read_result_table
 from phenoface.runtime import setup_logging
-from phenoface.summary import collect_warnings, render_summary, sampling_warnings, sex_inference_warnings
+from phenoface.summary import (
+    collect_warnings,
+    render_landing,
+    render_summary,
+    sampling_warnings,
+    sex_inference_warnings,
+)
 
 
 def read_json(path: str) -> dict:
@@ -29,8 +35,12 @@ def main(snakemake) -> None:
     for warning in warnings:
         logging.info("%s: %s", warning.stage, warning.message)
     qc = pd.read_csv(inputs.qc, sep="\t", keep_default_na=False, dtype=str)
-    html = render_summary(config, read_json(inputs.metrics), warnings, table1, balance, qc)
-    write_text(snakemake.output.summary, html)
+    metrics = read_json(inputs.metrics)
+    write_text(
+        snakemake.output.summary,
+        render_summary(config, metrics, warnings, table1, balance, qc),
+    )
+    write_text(snakemake.output.landing, render_landing(config, metrics, warnings, balance, qc))
     logging.info("summary written with %d warning(s)", len(warnings))
 
 

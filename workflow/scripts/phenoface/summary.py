@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,7 @@ BASELINE_NOTES = {
     "image_statistics": "image statistics only: high means the photos differ, not the faces",
     "reference_sheet": "second healthy sheet vs pool controls: high means the model sees the source",
 }
+
 
 @dataclass(frozen=True)
 class StageWarning:
@@ -374,7 +376,7 @@ def headline_sentence(metrics: Mapping[str, Any], n_warnings: int) -> str:
     """The result in one sentence: AUC with CI, test size and the warning count."""
     confidence = float(metrics.get("confidence", 0.95))
     auc = interval(metrics.get("auc"), metrics.get("auc_ci_low"), metrics.get("auc_ci_high"), confidence)
-    warned = f"{n_warnings} warning(s) below" if n_warnings else "no warnings"
+    warned = f"{n_warnings} warning(s)" if n_warnings else "no warnings"
     return f"Held-out AUC {auc} on {metrics.get('n_test', '?')} test images; {warned}."
 
 
@@ -389,6 +391,43 @@ def warnings_html(warnings: Sequence[StageWarning]) -> str:
         for w in warnings
     ]
     return f'<div class="warnings"><p><b>{len(warnings)} warning(s).</b></p>{bullet_list(items)}</div>'
+
+
+def render_landing(
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    warnings: Sequence[StageWarning],
+    balance: pd.DataFrame,
+    qc: pd.DataFrame,
+) -> str:
+    """The summary's core as an HTML fragment for the report's landing page.
+
+    The report's own styles apply (no ``<style>``, no document shell). It
+    stays short, because the report centres its landing column and clips
+    what overflows: the headline, the study line, each baseline's AUC and the
+    warnings counted by stage; the warnings themselves are on the summary page.
+    """
+    confidence = float(metrics.get("confidence", 0.95))
+    baselines = "; ".join(
+        f"{name.replace('_', ' ')} "
+        + interval(row.get("auc"), row.get("auc_ci_low"), row.get("auc_ci_high"), confidence)
+        for name, row in (metrics.get("baselines") or {}).items()
+    )
+    parts = [
+        f"<p><b>{escape(headline_sentence(metrics, len(warnings)))}</b></p>",
+        f"<p>{escape(study_line(config, balance, qc))}</p>",
+        f"<p>Baselines on the same test split: {escape(baselines) or 'none'}.</p>",
+    ]
+    if warnings:
+        by_stage = Counter(w.stage for w in warnings)
+        stages = ", ".join(f"{n} from {stage}" for stage, n in by_stage.items())
+        parts.append(
+            f"<p><b>{len(warnings)} warning(s)</b> ({escape(stages)}): read them, each with what to do, on the "
+            "summary page before the AUC.</p>"
+        )
+    else:
+        parts.append("<p>No warnings: no stage of this run raised one.</p>")
+    return "\n".join(parts) + "\n"
 
 
 def render_summary(
