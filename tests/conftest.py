@@ -1,4 +1,4 @@
-"""Shared fixtures: the library on sys.path, and the read-only data in ../shared."""
+"""Shared fixtures: the library on sys.path, the read-only data in ../shared, the model cache."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 SHARED = Path(os.environ.get("PHENOFACE_SHARED", REPO.parent / "shared")).resolve()
+#: Models the tests download live outside the repository, fetched once per machine, not per checkout.
+MODEL_CACHE = Path(os.environ.get("PHENOFACE_TEST_CACHE", Path.home() / ".cache" / "phenoface")).resolve()
 
 
 def _require(path: Path, hint: str = "tests read ../shared/data; set PHENOFACE_SHARED") -> Path:
@@ -57,3 +59,17 @@ def utkface_dir(shared_data: Path) -> Path:
 def chromium() -> Path:
     """Debian's Chromium, which the report's browser test drives through Playwright."""
     return _require(Path(os.environ.get("PHENOFACE_CHROMIUM", "/usr/bin/chromium")), "run `make browser`")
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """Folder outside the repository for downloaded models (``PHENOFACE_TEST_CACHE``, default ~/.cache/phenoface)."""
+    return MODEL_CACHE
+
+
+@pytest.fixture(scope="session")
+def mediapipe_models(model_cache: Path) -> dict[str, Path]:
+    """The verified MediaPipe networks in ``model_cache/mediapipe``, fetched on first use only."""
+    from phenoface.models import ensure_mediapipe_models
+
+    return ensure_mediapipe_models(model_cache)

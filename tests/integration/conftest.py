@@ -16,12 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def mediapipe_cache() -> Path:
-    """Verified MediaPipe models, fetched once into the repo's git-ignored resources/."""
-    from phenoface.models import ensure_mediapipe_models
-
-    models = ensure_mediapipe_models(REPO / "resources")
-    return Path(next(iter(models.values()))).parent
+def mediapipe_cache(mediapipe_models) -> Path:
+    """Verified MediaPipe models in the test model cache (outside the repository), copied into each run."""
+    return Path(next(iter(mediapipe_models.values()))).parent
 
 
 class Workflow:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from phenoface import audit
+from phenoface import audit, stats
 
 CHIP = 48
 
@@ -470,3 +470,102 @@ def test_age_sex_matrix_codes_unknown_sex_halfway() -> None:
     """An empty sex (control in an age-only bin) is 0.5, not missing: no indicator can flag those controls."""
     table = pd.DataFrame({"age": [30, 40, 5], "sex": ["M", "F", ""]})
     assert audit.age_sex_matrix(table).tolist() == [[30.0, 1.0], [40.0, 0.0], [5.0, 0.5]]
+
+
+# --- Behaviours that mutation testing (bench/mutation.py) found unpinned -------------------------
+
+
+def test_warning_defaults_are_warn_auc_07_and_age_sex_040_060():
+    """Without arguments the thresholds are audit.warn_auc = 0.7 and audit.age_sex_range = 0.40-0.60."""
+    assert len(audit.baseline_warnings(baselines_table(0.71, 0.5))) == 1
+    assert audit.baseline_warnings(baselines_table(0.69, 0.41)) == []
+    assert len(audit.baseline_warnings(baselines_table(0.5, 0.39))) == 1
+
+
+def test_warning_sentences_in_full():
+    """The three audit sentences, word for word (they are what a reader of metrics.json sees)."""
+    image, reference, age_sex = audit.baseline_warnings(baselines_table(0.85, 0.3, 0.2), warn_auc=0.7)
+    assert image == (
+        "Image-statistics baseline reaches AUC 0.85 (95% CI 0.80-0.90), above 0.70: cases and controls differ in "
+        "how the photos were taken (resolution, compression, lighting, background), so the classifier's AUC may "
+        "reflect acquisition rather than faces."
+    )
+    assert reference == (
+        "The model separates the second healthy reference sheet from the pool controls with AUC 0.20 "
+        "(95% CI 0.15-0.25) (separation 0.80 > 0.70): it responds to the image source, not only to disease."
+    )
+    assert age_sex == (
+        "Age+sex baseline gives AUC 0.30 (95% CI 0.25-0.35), outside 0.40-0.60: residual age/sex imbalance "
+        "between cases and controls in the test split; the matching did not fully work."
+    )
+
+
+def test_skipped_reference_row_has_zero_counts():
+    """The skipped reference-sheet row has 0 train/test images and 0 features, NaN AUC."""
+    row = audit.reference_row(None, 0, 0)
+    assert (row["n_train"], row["n_test"], row["n_features"]) == (0, 0, 0)
+    assert row["status"] == "skipped: audit.reference_sheet not configured"
+
+
+def test_reference_separation_uses_the_confidence_level():
+    """The reference AUC interval is computed at the level asked for (reference = positives)."""
+    controls, reference = [0.1, 0.4, 0.35, 0.8, 0.2], [0.3, 0.9, 0.7, 0.6]
+    labels = [0] * 5 + [1] * 4
+    for confidence in (0.9, 0.95):
+        expected = stats.auc_delong(labels, controls + reference, confidence)
+        assert audit.reference_separation(controls, reference, confidence) == expected
+
+
+def test_score_external_passes_model_threshold_and_level():
+    """score_external calls predict with the model and summarises at the given threshold and level."""
+    features = np.array([[0.1], [0.6], [0.4], [0.8], [0.3], [0.7]])
+    labels = [0, 0, 1, 1, 0, 1]
+
+    def predict(model, x):
+        return x[:, 0] * model["scale"]
+
+    result = audit.score_external({"scale": 1.0}, features, labels, predict=predict, threshold=0.65, confidence=0.9)
+    assert result == stats.classification_summary(np.array(labels), features[:, 0], 0.65, 0.9)
+
+
+def test_run_repeats_table_in_full(caplog):
+    """Each repeat trains on its train rows only (cohort order restored), tests on its test rows, and is logged."""
+    import logging
+
+    n = 40
+    rng = np.random.default_rng(3)
+    cohort = pd.DataFrame({"image_id": [f"i{k:02d}" for k in range(n)], "group": ["case", "control"] * (n // 2)})
+    labels = audit.labels_from_group(cohort["group"])
+    features = (labels + rng.normal(0, 0.8, n))[:, None]
+    trained = []
+
+    def split(table, seed):
+        # 30 train / 10 test, returned in reverse order: run_repeats must realign it to the cohort.
+        test = np.random.default_rng(seed).permutation(n) < 10
+        return table.assign(split=np.where(test, "test", "train")).iloc[::-1]
+
+    def train(x, y, seed):
+        assert isinstance(seed, int)
+        trained.append((x.shape, int(y.sum()), seed))
+        return {"scale": 2.0}
+
+    def predict(model, x):
+        return 1 / (1 + np.exp(-model["scale"] * x[:, 0]))
+
+    with caplog.at_level(logging.INFO, logger=audit.LOGGER.name):
+        table, summary = audit.run_repeats(cohort, features, [5, 6, 7], split, train, predict, confidence=0.9)
+    assert list(table.columns) == ["repeat", "seed", "n_train", "n_test", "auc", "auc_ci_low", "auc_ci_high", "accuracy"]
+    assert table["repeat"].tolist() == [1, 2, 3] and table["seed"].tolist() == [5, 6, 7]
+    assert (table["n_train"] == 30).all() and (table["n_test"] == 10).all()
+    for row, seed in zip(table.itertuples(), [5, 6, 7]):
+        test = np.random.default_rng(seed).permutation(n) < 10
+        expected = stats.classification_summary(labels[test], predict({"scale": 2.0}, features[test]), confidence=0.9)
+        assert (row.auc, row.auc_ci_low, row.auc_ci_high, row.accuracy) == (
+            expected["auc"], expected["auc_ci_low"], expected["auc_ci_high"], expected["accuracy"]
+        )
+        assert trained[row.repeat - 1] == ((30, 1), int(labels[~test].sum()), seed)
+    assert summary == stats.summarise_repeats(table["auc"].tolist())
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("repeat ")]
+    assert len(messages) == 3
+    assert messages[0].startswith(f"repeat 1/3 (seed 5): AUC {table['auc'][0]:.3f}, ")
+    assert float(messages[0].split(", ")[1].rstrip(" s")) < 60

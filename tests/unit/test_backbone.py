@@ -95,12 +95,16 @@ def test_enough_real_chips(dlib_chips):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_descriptor_matches_dlib(backend, backend_results, dlib_chips):
-    """The Keras 128-d output equals dlib's compute_face_descriptor to 1e-5."""
+    """The Keras 128-d output equals dlib's compute_face_descriptor to < 1e-6, as the README says.
+
+    Measured: 4.5e-7 (TensorFlow) and 4.2e-7 (JAX) on the 2-core dev box (bench/README.md).
+    """
     result = backend_results[backend]
     ours, reference = result["descriptor"], dlib_chips[2]
     assert str(result["backend"]) == backend
     assert ours.shape == reference.shape and ours.dtype == np.float32
-    assert np.abs(ours - reference).max() <= 1e-5
+    largest = float(np.abs(ours - reference).max())
+    assert largest < 1e-6, f"largest difference from dlib {largest:.2e}"
     cosine = (
         (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
     )

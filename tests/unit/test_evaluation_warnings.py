@@ -117,3 +117,32 @@ def test_audit_warnings_come_first_and_use_warn_auc():
     assert found[0].startswith("Image-statistics baseline") and "test set holds only 10" in found[1]
     stricter = evaluation_warnings(metrics(), NO_SUBGROUPS, baselines, 0.8, [0.4, 0.6])
     assert stricter == []
+
+
+def test_thresholds_are_strict():
+    """A train-test gap of exactly 0.10 and a repeat SD of exactly 0.05 do not warn (strictly greater)."""
+    # 0.16 - 0.06 is exactly 0.10 in floating point (0.85 - 0.75 is not).
+    assert warnings_for(metrics(auc=0.06, auc_train=0.16, baselines={})) == []
+    assert warnings_for(metrics(repeats={"n": 3, "auc_sd": 0.05, "auc_min": 0.7, "auc_max": 0.8})) == []
+
+
+def test_repeats_without_sd_give_no_warning():
+    """A repeats summary without an SD (one repeat) is not a warning and not an error."""
+    assert warnings_for(metrics(repeats={"n": 1, "auc_min": 0.8, "auc_max": 0.8})) == []
+
+
+def test_small_test_set_sentence_in_full():
+    """The small-test-set warning, word for word."""
+    assert warnings_for(metrics(n_test_case=12)) == [
+        "The test set holds only 12 cases and 100 controls; confidence intervals are wide and the AUC is imprecise."
+    ]
+
+
+def test_age_sex_range_is_passed_to_the_audit():
+    """The configured audit.age_sex_range (not the default 0.40-0.60) decides the age+sex warning."""
+    baselines = pd.DataFrame(
+        [{"baseline": "age_sex", "status": "ok", "auc": 0.42, "auc_ci_low": 0.37, "auc_ci_high": 0.47}]
+    )
+    assert evaluation_warnings(metrics(), NO_SUBGROUPS, baselines, 0.7, [0.4, 0.6]) == []
+    found = evaluation_warnings(metrics(), NO_SUBGROUPS, baselines, 0.7, [0.45, 0.55])
+    assert len(found) == 1 and "outside 0.45-0.55" in found[0]

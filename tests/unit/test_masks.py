@@ -19,7 +19,7 @@ from phenoface.masks import (
     mesh_input,
     mesh_to_chip,
 )
-from phenoface.models import dlib_model_path, ensure_mediapipe_models
+from phenoface.models import dlib_model_path
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -75,10 +75,9 @@ def chips(faces_dir: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(repo_root: Path) -> Path:
-    """The verified MediaPipe networks, cached in the repository's resources/."""
-    paths = ensure_mediapipe_models(repo_root / "resources")
-    return paths["face_landmark"].parent
+def model_dir(mediapipe_models) -> Path:
+    """The verified MediaPipe networks, in the test model cache outside the repository."""
+    return mediapipe_models["face_landmark"].parent
 
 
 @pytest.fixture(scope="module")

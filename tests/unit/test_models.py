@@ -30,23 +30,23 @@ def _fake_wheel(path: Path, contents: dict[str, bytes]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_paths(repo_root: Path) -> dict[str, Path]:
-    """The MediaPipe networks, fetched once into the repository's resources/ cache."""
-    return ensure_mediapipe_models(repo_root / "resources")
+def model_paths(mediapipe_models) -> dict[str, Path]:
+    """The MediaPipe networks, fetched once into the test model cache outside the repository."""
+    return mediapipe_models
 
 
-def test_ensure_gives_verified_models(model_paths, repo_root):
-    """ensure_mediapipe_models gives both networks in resources/mediapipe, pinned sha256."""
+def test_ensure_gives_verified_models(model_paths, model_cache):
+    """ensure_mediapipe_models gives both networks in <resources>/mediapipe, pinned sha256."""
     assert set(model_paths) == {"face_landmark", "selfie_segmentation"}
     for name, path in model_paths.items():
-        assert path == repo_root / "resources" / "mediapipe" / MEDIAPIPE_MODELS[name].filename
+        assert path == model_cache / "mediapipe" / MEDIAPIPE_MODELS[name].filename
         assert hashlib.sha256(path.read_bytes()).hexdigest() == MEDIAPIPE_MODELS[name].sha256
 
 
-def test_ensure_is_a_noop_when_present(model_paths, repo_root):
+def test_ensure_is_a_noop_when_present(model_paths, model_cache):
     """With verified files in place, ensure_mediapipe_models rewrites nothing."""
     before = {name: path.stat().st_mtime_ns for name, path in model_paths.items()}
-    again = ensure_mediapipe_models(repo_root / "resources")
+    again = ensure_mediapipe_models(model_cache)
     assert again == model_paths
     assert {name: path.stat().st_mtime_ns for name, path in again.items()} == before
 

@@ -16,6 +16,7 @@ from phenoface.sheets import (
     find_duplicate_content,
     image_id_for,
     n_shards_for,
+    read_all_sheets,
     read_sheet,
 )
 
@@ -233,3 +234,57 @@ def test_pool_error_names_the_allowed_codes(sheet_dir: Path) -> None:
     """In a pool sheet an unknown sex code lists M, F or empty as the allowed values."""
     with pytest.raises(PhenofaceError, match=r"row 2, column sex: unknown code 'W'\. Use M, F or empty\."):
         read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/a.jpg,34,W\n"), "pool")
+
+
+def test_read_all_sheets_stacks_every_kind_in_order(sheet_dir: Path) -> None:
+    """Cases, pool, then the validation sheets, one table, files not checked unless asked."""
+    cases = write(sheet_dir / "cases.csv", "image,age,sex\nimg dir/a.jpg,34,F\n")
+    pool = write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/c.jpg,3,\nimg dir/gone.jpg,5,M\n")
+    external = write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/b é 2.jpg,19,M,control\n")
+    table = read_all_sheets(cases, pool, {external: "external"})
+    assert table["sheet"].tolist() == ["cases", "pool", "pool", "external"]
+    assert table["row"].tolist() == [2, 2, 3, 2]
+    assert table.index.tolist() == [0, 1, 2, 3]
+    assert read_all_sheets(cases, pool)["sheet"].tolist() == ["cases", "pool", "pool"]
+    with pytest.raises(PhenofaceError, match="gone.jpg not found"):
+        read_all_sheets(cases, pool, check_files=True)
+
+
+def test_image_id_slug_rules() -> None:
+    """The id is the stem reduced to [A-Za-z0-9_] (runs of others become one _), at most 40 characters, then 8 hex digits."""
+    assert image_id_for("cases", "x/ab  c(1).jpg").startswith("ab_c_1-")
+    assert image_id_for("cases", "x/" + "a" * 60 + ".png").split("-")[0] == "a" * 40
+    assert image_id_for("cases", "x/ééé.jpg").startswith("img-")
+    digest = image_id_for("pool", "a.jpg").split("-")[1]
+    assert len(digest) == 8 and int(digest, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    ("n_images", "shard_size", "expected"), [(0, 200, 1), (200, 200, 1), (201, 200, 2), (401, 200, 4), (1000, 0, 1024)]
+)
+def test_shard_count_is_the_next_power_of_two(n_images: int, shard_size: int, expected: int) -> None:
+    """ceil(n / shard_size) rounded up to a power of two (a shard size of 0 counts as 1)."""
+    assert n_shards_for(n_images, shard_size) == expected
+
+
+def test_file_sha256_reads_in_chunks(tmp_path: Path) -> None:
+    """The digest is the file's sha256 whatever the chunk size."""
+    import hashlib
+
+    blob = bytes(range(256)) * 1000
+    path = tmp_path / "blob.bin"
+    path.write_bytes(blob)
+    assert file_sha256(path) == file_sha256(path, chunk=1000) == hashlib.sha256(blob).hexdigest()
+
+
+def test_disjoint_check_counts_every_shared_image(sheet_dir: Path) -> None:
+    """The message names the first shared image (sorted) and how many there are."""
+    body = "image,age,sex\nimg dir/c.jpg,3,M\nimg dir/a.jpg,34,F\n"
+    cases = read_sheet(write(sheet_dir / "cases.csv", body), "cases")
+    pool = read_sheet(write(sheet_dir / "pool.csv", body), "pool")
+    with pytest.raises(PhenofaceError) as caught:
+        check_sheets_disjoint(cases, pool)
+    message = str(caught.value)
+    assert message.startswith(f"image {cases['path'][1]} is in the cases sheet (row 3) and in the pool sheet (row 3)")
+    assert message.endswith("remove it from one sheet (2 such image(s) in all).")
+    check_sheets_disjoint(cases)  # one sheet alone is fine

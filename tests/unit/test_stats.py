@@ -304,3 +304,201 @@ def test_bh_qvalues_hand_example() -> None:
     np.testing.assert_allclose(q[:4], [0.02, 0.04, 0.04, 0.02])
     assert math.isnan(q[4])
     assert np.isnan(stats.bh_qvalues([math.nan, math.nan])).all()
+
+
+# --- Behaviours that mutation testing (bench/mutation.py) found unpinned -------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: stats.auc_delong([[0, 1]], [0.1, 0.2]), ValueError, "labels must be one-dimensional, got shape (1, 2)"),
+        (lambda: stats.auc_delong([0, 2], [0.1, 0.2]), ValueError, "labels must be 0 (control) or 1 (case)"),
+        (lambda: stats.auc_delong([0, 1], [0.1, 0.2, 0.3]), ValueError, "scores must have shape (2,), got (3,)"),
+        (lambda: stats.auc_delong([0, 1], [0.1, math.nan]), ValueError, "scores must be finite"),
+        (lambda: stats.auc_delong([0, 1], [0.1, 0.2], 1.5), ValueError, "confidence must be in (0, 1), got 1.5"),
+        (lambda: stats.delong_components([1, 1], [0.1, 0.2]), ValueError, "DeLong needs at least one case and one control"),
+        (lambda: stats.delong_components([0, 0], [0.1, 0.2]), ValueError, "DeLong needs at least one case and one control"),
+        (lambda: stats.bootstrap_ci([1, 1], [0.1, 0.2], stats.auc_score, np.random.default_rng(0), 5), ValueError,
+         "a stratified bootstrap needs both classes"),
+        (lambda: stats.bootstrap_ci([0, 0], [0.1, 0.2], stats.auc_score, np.random.default_rng(0), 5), ValueError,
+         "a stratified bootstrap needs both classes"),
+        (lambda: stats.calibration_table([1, 1], [0.1, 0.2]), ValueError, "a calibration curve needs both classes"),
+        (lambda: stats.derive_seeds(1, -1), ValueError, "n must be >= 0, got -1"),
+        (lambda: stats.subgroup_metrics(pd.DataFrame({"y_true": [1], "prob": [0.5], "sex": ["F"]}), [0, 40]),
+         stats.PhenofaceError, "predictions table lacks column(s) ['age'] for subgroup metrics"),
+    ],
+)  # fmt: skip
+def test_bad_input_messages(call, error, message):
+    """Each refusal says exactly what is wrong."""
+    with pytest.raises(error) as caught:
+        call()
+    assert str(caught.value) == message
+
+
+def test_scores_given_as_text_are_read_as_numbers():
+    """Scores read from a CSV as text are converted to float, not compared as strings."""
+    assert stats.auc_delong([0, 1, 0, 1], ["9", "10", "0.5", "3"]).auc == 0.75
+
+
+def test_delong_components_are_the_placement_values():
+    """v10: share of controls each case out-scores; v01: share of cases that out-score each control (ties 1/2)."""
+    auc, v10, v01 = stats.delong_components([1, 1, 0, 0, 0], [0.9, 0.4, 0.4, 0.2, 0.95])
+    np.testing.assert_allclose(v10, [2 / 3, 0.5])
+    np.testing.assert_allclose(v01, [0.75, 1.0, 0.0])
+    assert auc == pytest.approx(7 / 12)
+
+
+def test_delong_se_with_one_or_two_cases():
+    """With one case (or control) only the other class's term is left (no NaN); with two both terms count."""
+    one = stats.auc_delong([1, 0, 0, 0, 0], [0.5, 0.1, 0.6, 0.3, 0.7])
+    v01 = np.array([0.0, 1.0, 0.0, 1.0])
+    assert one.se == pytest.approx(math.sqrt(v01.var(ddof=1) / 4))
+    one_control = stats.auc_delong([0, 1, 1, 1, 1], [0.5, 0.1, 0.6, 0.3, 0.7])
+    assert one_control.se == pytest.approx(math.sqrt(np.var([0.0, 1.0, 0.0, 1.0], ddof=1) / 4))
+    labels, scores = np.array([1, 1, 0, 0, 0, 0, 0]), np.array([0.8, 0.3, 0.1, 0.5, 0.2, 0.9, 0.4])
+    assert stats.auc_delong(labels, scores).se == pytest.approx(math.sqrt(naive_delong(labels, scores)[1]), rel=1e-12)
+    assert stats.auc_delong(1 - labels, scores).se == pytest.approx(
+        math.sqrt(naive_delong(1 - labels, scores)[1]), rel=1e-12
+    )
+
+
+def test_one_class_result_is_nan_throughout():
+    """With cases only, AUC, SE and both limits are NaN and the counts are kept."""
+    result = stats.auc_delong([1, 1], [0.2, 0.3])
+    assert all(math.isnan(x) for x in (result.auc, result.se, result.ci_low, result.ci_high))
+    assert (result.n_case, result.n_control) == (2, 0)
+
+
+def test_default_as_dict_prefix_is_auc():
+    """as_dict() without a prefix gives the metrics.json keys auc, auc_ci_low, auc_ci_high, auc_se."""
+    result = stats.AucResult(0.8, 0.02, 0.76, 0.84, 5, 5)
+    assert result.as_dict() == {"auc": 0.8, "auc_ci_low": 0.76, "auc_ci_high": 0.84, "auc_se": 0.02}
+
+
+def test_bootstrap_defaults_and_interval_level():
+    """2000 replicates by default; the interval is the (1-c)/2 and 1-(1-c)/2 percentiles of the replicates."""
+    labels, scores = noisy_scores(60, seed=8)
+    mean_score = lambda y, s: float(s.mean())  # noqa: E731
+    assert stats.stratified_bootstrap(labels, scores, mean_score, np.random.default_rng(1)).shape == (2000,)
+    replicates = stats.stratified_bootstrap(labels, scores, mean_score, np.random.default_rng(3), 400)
+    interval = stats.bootstrap_ci(labels, scores, mean_score, np.random.default_rng(3), 400, confidence=0.8)
+    assert interval == tuple(np.percentile(replicates, [10, 90]))
+    default = stats.bootstrap_ci(labels, scores, mean_score, np.random.default_rng(3))
+    assert default == stats.bootstrap_ci(labels, scores, mean_score, np.random.default_rng(3), 2000, 0.95)
+
+
+def test_bootstrap_with_one_case_runs():
+    """A single case is enough for a stratified bootstrap (both classes present)."""
+    low, high = stats.bootstrap_ci([1, 0, 0], [0.9, 0.1, 0.5], stats.auc_score, np.random.default_rng(0), 20)
+    assert low == high == 1.0
+
+
+def test_bh_qvalues_of_integer_and_nan_p_values():
+    """Integer p-values are read as floats; NaN stays NaN and does not count as a test."""
+    np.testing.assert_allclose(stats.bh_qvalues([0, 1]), [0.0, 1.0])
+    np.testing.assert_allclose(stats.bh_qvalues([0.01, math.nan, 0.04]), [0.02, math.nan, 0.04])
+
+
+def test_wilson_ci_at_90_percent_equals_the_formula():
+    """The Wilson interval uses the requested level (z = 1.645 at 90%), by its closed form."""
+    z, k, n = 1.6448536269514722, 81, 263
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert stats.wilson_ci(k, n, 0.90) == pytest.approx((centre - half, centre + half), rel=1e-9)
+
+
+def test_threshold_metrics_carry_counts_and_the_level():
+    """Each metric carries numerator, denominator and a Wilson interval at the requested level."""
+    labels = [1, 1, 1, 0, 0, 0, 0]
+    probs = [0.9, 0.6, 0.2, 0.1, 0.7, 0.3, 0.4]
+    metrics = stats.threshold_metrics(labels, probs, confidence=0.9)
+    low, high = stats.wilson_ci(2, 3, 0.9)
+    assert metrics["sensitivity"] == {"value": 2 / 3, "ci_low": low, "ci_high": high, "numerator": 2, "denominator": 3}
+    assert (metrics["ppv"]["numerator"], metrics["ppv"]["denominator"]) == (2, 3)
+    assert (metrics["accuracy"]["numerator"], metrics["accuracy"]["denominator"]) == (5, 7)
+
+
+@pytest.mark.parametrize(
+    ("labels", "probs", "expected"), [([1, 1], [0.9, 0.8], 0.025), ([0, 0], [0.1, 0.2], 0.025), ([1], [0.7], 0.09)]
+)
+def test_brier_score_with_one_class_or_one_row(labels, probs, expected):
+    """The Brier score is the mean squared error even when one class (or one row) is all there is."""
+    assert stats.brier_score(labels, probs) == pytest.approx(expected)
+
+
+def test_brier_score_of_nothing_is_nan():
+    """No predictions: NaN."""
+    assert math.isnan(stats.brier_score([], []))
+
+
+def test_classification_summary_defaults_and_level():
+    """Defaults are threshold 0.5 and 95%; a 90% summary carries 90% DeLong and Wilson limits and the Brier score."""
+    labels, scores = noisy_scores(80, seed=6)
+    probs = 1 / (1 + np.exp(-scores))
+    assert stats.classification_summary(labels, probs) == stats.classification_summary(labels, probs, 0.5, 0.95)
+    summary = stats.classification_summary(labels, probs, confidence=0.9)
+    auc90 = stats.auc_delong(labels, probs, 0.9)
+    assert (summary["auc_ci_low"], summary["auc_ci_high"]) == (auc90.ci_low, auc90.ci_high)
+    npv = stats.threshold_metrics(labels, probs, 0.5, 0.9)["npv"]
+    assert (summary["npv"], summary["npv_ci_low"], summary["npv_ci_high"]) == (npv["value"], npv["ci_low"], npv["ci_high"])
+    assert summary["brier"] == pytest.approx(brier_score_loss(labels, probs))
+
+
+def test_calibration_table_default_has_ten_equal_bins():
+    """By default the bins are tenths of [0, 1]."""
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    table = stats.calibration_table(labels, [0.05, 0.12, 0.18, 0.55, 0.61, 0.97])
+    np.testing.assert_allclose(table["bin_low"], [0.0, 0.1, 0.5, 0.6, 0.9])
+    np.testing.assert_allclose(table["bin_high"], [0.1, 0.2, 0.6, 0.7, 1.0])
+    assert table["n"].tolist() == [1, 2, 1, 1, 1]
+
+
+def subgroup_predictions() -> pd.DataFrame:
+    """F: 12 cases (10 aged 25, 2 aged 75), 10 controls aged 25; M: 9 cases aged 45, 15 controls (10 aged 45, 5 aged 65)."""
+    people = [(1, "F", 25)] * 10 + [(1, "F", 75)] * 2 + [(0, "F", 25)] * 10
+    people += [(1, "M", 45)] * 9 + [(0, "M", 45)] * 10 + [(0, "M", 65)] * 5
+    labels = np.array([p[0] for p in people])
+    probs = np.clip(0.5 + 0.25 * (labels - 0.5) + np.random.default_rng(2).normal(0, 0.2, len(people)), 0.01, 0.99)
+    return pd.DataFrame({"y_true": labels, "prob": probs, "sex": [p[1] for p in people], "age": [p[2] for p in people]})
+
+
+def test_subgroup_rows_counts_and_notes():
+    """One row per sex and occupied age bin, with the one-class and fewer-than-10 notes at their boundaries."""
+    predictions = subgroup_predictions()
+    table = stats.subgroup_metrics(predictions, [0, 10, 20, 30, 40, 50, 60, 70], confidence=0.9)
+    assert table["variable"].tolist() == ["all", "sex", "sex", "age_bin", "age_bin", "age_bin", "age_bin"]
+    assert table["subgroup"].tolist() == ["all", "F", "M", "20-29", "40-49", "60-69", "70+"]
+    assert table["n"].tolist() == [46, 22, 24, 20, 19, 5, 2]
+    assert table["n_case"].tolist() == [21, 12, 9, 10, 9, 0, 2]
+    fewer = "fewer than 10 of one class: interval unreliable"
+    assert table["note"].tolist() == [
+        "", "", fewer, "", fewer, "only controls (n=5): AUC undefined", "only cases (n=2): AUC undefined"
+    ]
+    women = predictions[predictions["sex"] == "F"]
+    expected = stats.auc_delong(women["y_true"], women["prob"], 0.9)
+    row = table.iloc[1]
+    assert (row["auc"], row["auc_ci_low"], row["auc_ci_high"]) == (expected.auc, expected.ci_low, expected.ci_high)
+
+
+def test_derive_seeds_of_zero_is_empty():
+    """Zero repeats need zero seeds (not an error)."""
+    assert stats.derive_seeds(7, 0) == []
+
+
+def test_summarise_repeats_of_none_and_one():
+    """No finite AUC gives n 0 and NaNs under the usual keys; one AUC has no SD."""
+    empty = stats.summarise_repeats([math.nan])
+    assert list(empty) == ["n", "auc_mean", "auc_sd", "auc_min", "auc_max"] and empty["n"] == 0
+    assert all(math.isnan(empty[key]) for key in ("auc_mean", "auc_sd", "auc_min", "auc_max"))
+    one = stats.summarise_repeats([0.7])
+    assert one["n"] == 1 and one["auc_mean"] == 0.7 and math.isnan(one["auc_sd"])
+    two = stats.summarise_repeats([0.7, 0.8])
+    assert two["auc_sd"] == pytest.approx(math.sqrt(0.005))
+
+
+def test_json_ready_mixed_keys_arrays_and_bools():
+    """Keys of mixed type sort as text; arrays become lists; numpy booleans stay booleans."""
+    value = stats.json_ready({2: np.array([1, 2]), "b": np.bool_(True), 10: np.array([0.5, np.nan])})
+    assert json.dumps(value) == '{"10": [0.5, null], "2": [1, 2], "b": true}'
