@@ -103,21 +103,22 @@ def stage(name: str, target: Target) -> Path:
     return folder
 
 
-def run(name: str, target: Target, max_children: int, rerun_survivors: bool) -> None:
+def run(name: str, target: Target, max_children: int, rerun_survivors: bool, survivors_only: bool) -> None:
     """Stage the module and let mutmut test every new or changed mutant.
 
     mutmut keeps a mutant's verdict until its function changes; with
     ``rerun_survivors`` the survivors of an earlier run are named explicitly so
-    that they meet the current tests again (after tests were added).
+    that they meet the current tests again (after tests were added). With
+    ``survivors_only`` nothing else runs (mutants never checked stay unchecked).
     """
-    earlier = [m for m, status in results(name, target).items() if status not in ("killed", "timeout")]
-    earlier = earlier if rerun_survivors else []
+    earlier = [m for m, status in results(name, target).items() if status not in ("killed", "timeout", "not checked")]
+    earlier = earlier if rerun_survivors or survivors_only else []
     folder = stage(name, target)
     env = dict(os.environ)
     env["PHENOFACE_SHARED"] = str(Path(os.environ.get("PHENOFACE_SHARED", REPO.parent / "shared")).resolve())
     env.pop("CI", None)
     command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(max_children)]
-    passes = [[f"{module_name(target)}.{target.functions}"] if target.functions != "*" else []]
+    passes = [] if survivors_only else [[f"{module_name(target)}.{target.functions}"] if target.functions != "*" else []]
     if earlier:
         passes.append(earlier)
     for names in passes:
@@ -172,18 +173,24 @@ def results(name: str, target: Target) -> dict[str, str]:
 
 
 def score(name: str, target: Target, equivalents: dict[str, str]) -> dict:
-    """Counts and score of one module; survivors that are not listed as equivalent."""
+    """Counts and score of one module over the mutants mutmut has checked; survivors not listed as equivalent.
+
+    A run stopped early leaves mutants "not checked": they are counted apart and
+    left out of the score, which then covers the checked ones only.
+    """
     statuses = results(name, target)
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
-    equivalent = [m for m in statuses if m in equivalents]
-    killed = sum(statuses[m] in ("killed", "timeout") for m in statuses if m not in equivalents)
-    relevant = len(statuses) - len(equivalent)
-    survivors = sorted(m for m, s in statuses.items() if s not in ("killed", "timeout") and m not in equivalents)
+    checked = {m: s for m, s in statuses.items() if s != "not checked"}
+    equivalent = [m for m in checked if m in equivalents]
+    killed = sum(s in ("killed", "timeout") for m, s in checked.items() if m not in equivalents)
+    relevant = len(checked) - len(equivalent)
+    survivors = sorted(m for m, s in checked.items() if s not in ("killed", "timeout") and m not in equivalents)
     return {
         "module": name,
         "mutants": len(statuses),
+        "checked": len(checked),
         "equivalent": len(equivalent),
         "killed": killed,
         "score": killed / relevant if relevant else float("nan"),
@@ -199,6 +206,7 @@ def main() -> None:
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel")
     parser.add_argument("--survivors", action="store_true", help="list survivors; their diffs go to survivors.diff")
     parser.add_argument("--rerun-survivors", action="store_true", help="test earlier survivors again (new tests)")
+    parser.add_argument("--survivors-only", action="store_true", help="only test earlier survivors again")
     args = parser.parse_args()
     names = args.modules or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
@@ -208,12 +216,15 @@ def main() -> None:
     rows = []
     for name in names:
         if not args.report:
-            run(name, TARGETS[name], args.max_children, args.rerun_survivors)
+            run(name, TARGETS[name], args.max_children, args.rerun_survivors, args.survivors_only)
         rows.append(score(name, TARGETS[name], equivalents))
-    print(f"{'module':<22}{'mutants':>8}{'equiv.':>8}{'killed':>8}{'score':>8}  statuses")
+    print(f"{'module':<22}{'mutants':>8}{'checked':>8}{'equiv.':>8}{'killed':>8}{'score':>8}  statuses")
     for row in rows:
         detail = ", ".join(f"{k} {v}" for k, v in sorted(row["counts"].items()))
-        print(f"{row['module']:<22}{row['mutants']:>8}{row['equivalent']:>8}{row['killed']:>8}{row['score']:>8.1%}  {detail}")
+        print(
+            f"{row['module']:<22}{row['mutants']:>8}{row['checked']:>8}{row['equivalent']:>8}{row['killed']:>8}"
+            f"{row['score']:>8.1%}  {detail}"
+        )
         if args.survivors and row["survivors"]:
             print(f"    {len(row['survivors'])} survivors: {write_survivor_diffs(row['module'], TARGETS[row['module']], row['survivors'])}")
 

@@ -434,7 +434,9 @@ def test_image_statistics_warning_at_the_warn_auc_boundary(image_auc, warn_auc, 
         assert f"above {warn_auc:.2f}" in found[0]
 
 
-@pytest.mark.parametrize(("reference_auc", "warned"), [(0.71, True), (0.29, True), (0.69, False), (0.31, False)])
+@pytest.mark.parametrize(
+    ("reference_auc", "warned"), [(0.71, True), (0.29, True), (0.70, False), (0.30, False), (0.69, False), (0.31, False)]
+)
 def test_reference_sheet_warning_at_the_warn_auc_boundary(reference_auc, warned):
     """The reference-sheet separation max(AUC, 1 - AUC) warns just above warn_auc = 0.7, on either side."""
     found = audit.baseline_warnings(baselines_table(0.5, 0.5, reference_auc), warn_auc=0.7)
@@ -569,3 +571,80 @@ def test_run_repeats_table_in_full(caplog):
     assert len(messages) == 3
     assert messages[0].startswith(f"repeat 1/3 (seed 5): AUC {table['auc'][0]:.3f}, ")
     assert float(messages[0].split(", ")[1].rstrip(" s")) < 60
+
+
+def test_reference_row_when_the_audit_ran():
+    """The reference row carries the DeLong result, all reference + control images as test, status ok."""
+    result = stats.AucResult(0.6, 0.05, 0.5, 0.7, 12, 30)
+    row = audit.reference_row(result, 12, 30)
+    assert row == {
+        "baseline": "reference_sheet", "status": "ok", "auc": 0.6, "auc_ci_low": 0.5, "auc_ci_high": 0.7,
+        "auc_se": 0.05, "n_train": 0, "n_test": 42, "n_features": 0,
+        "description": audit.BASELINE_DESCRIPTIONS["reference_sheet"],
+    }  # fmt: skip
+
+
+def test_run_repeats_without_seeds_gives_an_empty_table():
+    """evaluation.repeats: 0 gives an empty table that still has every column, and n = 0."""
+    cohort = pd.DataFrame({"image_id": ["a", "b"], "group": ["case", "control"]})
+    table, summary = audit.run_repeats(cohort, np.zeros((2, 1)), [], None, None, None)
+    assert list(table.columns) == ["repeat", "seed", "n_train", "n_test", "auc", "auc_ci_low", "auc_ci_high", "accuracy"]
+    assert table.empty and summary["n"] == 0
+
+
+def qc_rows(tmp_path: Path, n: int, masks: list) -> pd.DataFrame:
+    """A QC table of ``n`` rows pointing at one existing image file, with the given mask cells (cycled)."""
+    image = tmp_path / "image.png"
+    image.write_bytes(b"not read: image_statistics is replaced in these tests")
+    return pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(n)],
+            "path": str(image),
+            "chip": str(image),
+            "mask": [masks[k % len(masks)] for k in range(n)],
+        }
+    )
+
+
+def test_collect_image_statistics_passes_masks_and_logs_progress(tmp_path, monkeypatch, caplog):
+    """Each row's mask (None when empty or missing) reaches image_statistics; progress every 200 images and at the end."""
+    import logging
+    from types import SimpleNamespace
+
+    seen = []
+
+    def fake_statistics(path, chip, mask):
+        seen.append(mask)
+        return dict.fromkeys(audit.IMAGE_STAT_FEATURES, 1.0)
+
+    clock = iter(np.arange(1, 100) * 0.25)
+    monkeypatch.setattr(audit, "image_statistics", fake_statistics)
+    monkeypatch.setattr(audit, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
+    images = qc_rows(tmp_path, 400, [str(tmp_path / "mask.png"), "", math.nan])
+    with caplog.at_level(logging.INFO, logger=audit.LOGGER.name):
+        table = audit.collect_image_statistics(images)
+    assert table["image_id"].tolist() == images["image_id"].tolist()
+    assert list(table.columns) == ["image_id", *audit.IMAGE_STAT_FEATURES]
+    assert seen[:3] == [str(tmp_path / "mask.png"), None, None]
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("image statistics")]
+    assert messages == [
+        "image statistics: 200/400 images (800/s, ETA 0 s)",
+        "image statistics: 400/400 images (800/s, ETA 0 s)",
+    ]
+
+
+def test_collect_image_statistics_names_missing_columns_and_files(tmp_path):
+    """A QC table without the needed columns, or pointing at a deleted chip, stops with what to re-run."""
+    with pytest.raises(audit.PhenofaceError) as caught:
+        audit.collect_image_statistics(pd.DataFrame({"image_id": ["a"], "path": ["x"]}))
+    assert str(caught.value) == (
+        "QC table lacks column(s) ['chip', 'mask']; the image-statistics audit needs "
+        "image_id, path, chip and mask (results/qc/preprocess.tsv)."
+    )
+    images = qc_rows(tmp_path, 1, [""]).assign(chip=str(tmp_path / "gone.png"))
+    with pytest.raises(audit.PhenofaceError) as caught:
+        audit.collect_image_statistics(images)
+    assert str(caught.value) == (
+        f"image i0: chip file {tmp_path / 'gone.png'} not found; "
+        "re-run preprocessing (results/qc/preprocess.tsv is out of date)."
+    )

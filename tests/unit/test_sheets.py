@@ -238,16 +238,20 @@ def test_pool_error_names_the_allowed_codes(sheet_dir: Path) -> None:
 
 def test_read_all_sheets_stacks_every_kind_in_order(sheet_dir: Path) -> None:
     """Cases, pool, then the validation sheets, one table, files not checked unless asked."""
-    cases = write(sheet_dir / "cases.csv", "image,age,sex\nimg dir/a.jpg,34,F\n")
+    cases = write(sheet_dir / "cases.csv", "image,age,sex\nimg dir/a.jpg,34,F\nimg dir/lost.jpg,30,M\n")
     pool = write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/c.jpg,3,\nimg dir/gone.jpg,5,M\n")
-    external = write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/b é 2.jpg,19,M,control\n")
+    external = write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/missing.jpg,19,M,control\n")
     table = read_all_sheets(cases, pool, {external: "external"})
-    assert table["sheet"].tolist() == ["cases", "pool", "pool", "external"]
-    assert table["row"].tolist() == [2, 2, 3, 2]
-    assert table.index.tolist() == [0, 1, 2, 3]
-    assert read_all_sheets(cases, pool)["sheet"].tolist() == ["cases", "pool", "pool"]
-    with pytest.raises(PhenofaceError, match="gone.jpg not found"):
+    assert table["sheet"].tolist() == ["cases", "cases", "pool", "pool", "external"]
+    assert table["row"].tolist() == [2, 3, 2, 3, 2]
+    assert table.index.tolist() == [0, 1, 2, 3, 4]
+    assert read_all_sheets(cases, pool)["sheet"].tolist() == ["cases", "cases", "pool", "pool"]
+    with pytest.raises(PhenofaceError, match="lost.jpg not found"):
         read_all_sheets(cases, pool, check_files=True)
+    good_cases = write(sheet_dir / "good.csv", "image,age,sex\nimg dir/a.jpg,34,F\n")
+    good_pool = write(sheet_dir / "good_pool.csv", "image,age,sex\nimg dir/c.jpg,3,\n")
+    with pytest.raises(PhenofaceError, match="missing.jpg not found"):
+        read_all_sheets(good_cases, good_pool, {external: "external"}, check_files=True)
 
 
 def test_image_id_slug_rules() -> None:
@@ -288,3 +292,73 @@ def test_disjoint_check_counts_every_shared_image(sheet_dir: Path) -> None:
     assert message.startswith(f"image {cases['path'][1]} is in the cases sheet (row 3) and in the pool sheet (row 3)")
     assert message.endswith("remove it from one sheet (2 such image(s) in all).")
     check_sheets_disjoint(cases)  # one sheet alone is fine
+
+
+def test_shard_assignment_is_stable_across_versions() -> None:
+    """Shards are the first 8 hex digits of sha1(id) modulo the count: changing that would re-run every shard."""
+    assert assign_shards(["a", "b", "c", "d", "e", "f", "g", "h"], 2) == [3, 2, 0, 2, 0, 1, 1, 2]
+
+
+def test_image_id_keeps_capitals_and_inner_letters() -> None:
+    """Capital letters survive in the slug; only underscores are stripped from its ends."""
+    assert image_id_for("cases", "AB.jpg") == "AB-0552babb"
+    assert image_id_for("cases", "dir/_Xray_.jpg") == "Xray-b9b97e48"
+
+
+def test_disjoint_check_compares_every_pair(sheet_dir: Path) -> None:
+    """Disjoint sheets pass; an overlap between the 2nd and 3rd sheet is still found, with both kinds named."""
+    cases = read_sheet(write(sheet_dir / "cases.csv", "image,age,sex\nimg dir/a.jpg,34,F\n"), "cases")
+    pool = read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/c.jpg,3,M\n"), "pool")
+    reference = read_sheet(write(sheet_dir / "ref.csv", "image,age,sex\nimg dir/c.jpg,3,M\n"), "reference")
+    check_sheets_disjoint(cases, pool)
+    with pytest.raises(PhenofaceError, match=r"in the pool sheet \(row 2\) and in the reference sheet \(row 2\)"):
+        check_sheets_disjoint(cases, pool, reference)
+
+
+def test_numeric_looking_subject_ids_stay_text(sheet_dir: Path) -> None:
+    """Subject ids such as 007 keep their leading zeros (the sheet is read as text)."""
+    sheet = write(sheet_dir / "cases.csv", "image,age,sex,subject_id\nimg dir/a.jpg,34,F,007\nimg dir/c.jpg,3,M,010\n")
+    assert read_sheet(sheet, "cases")["subject_id"].tolist() == ["007", "010"]
+
+
+def test_duplicate_rows_name_the_first_duplicated_image(sheet_dir: Path) -> None:
+    """With two images each listed twice, the message names the first one and both its rows."""
+    body = "image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M\n"
+    with pytest.raises(PhenofaceError) as caught:
+        read_sheet(write(sheet_dir / "cases.csv", body), "cases")
+    assert str(caught.value).endswith(
+        f"rows 2, 4, column image: the same image {(sheet_dir / 'img dir' / 'a.jpg').resolve()} "
+        "is listed more than once. Keep one row per image."
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "body", "tail"),
+    [
+        ("nope.csv", "cases", None, "file not found. Set `cases` in config/config.yaml to an existing CSV sheet."),
+        ("ext.csv", "external", "image,age,sex,group\nimg dir/a.jpg,34,F,sick\n",
+         "row 2, column group: 'sick' is not case or control. Label each external image case or control."),
+        ("cases.csv", "cases", "image,age,sex\nimg dir/nope.jpg,34,F\n",
+         "not found. Paths are relative to the sheet's folder; fix the path or remove the row."),
+        ("cases.csv", "cases", "image,sex\nimg dir/a.jpg,F\n", "missing column(s) age; found image, sex. "
+         "A cases sheet needs the columns image, age, sex (and optionally subject_id)."),
+        ("ext.csv", "external", "image\nimg dir/a.jpg\n", "missing column(s) age, sex, group; found image. "
+         "A external sheet needs the columns image, age, sex, group (and optionally subject_id)."),
+        ("cases.csv", "cases", "image,age,sex,image_id\nimg dir/a.jpg,34,F,x\n",
+         "column(s) image_id are reserved for phenoface; rename them."),
+    ],
+)  # fmt: skip
+def test_messages_word_for_word(sheet_dir: Path, name: str, kind: str, body: str | None, tail: str) -> None:
+    """The end of each message, exactly as the user reads it."""
+    path = sheet_dir / name if body is None else write(sheet_dir / name, body)
+    with pytest.raises(PhenofaceError) as caught:
+        read_sheet(path, kind)
+    assert str(caught.value).startswith(f"{kind} sheet {path}") and str(caught.value).endswith(tail)
+
+
+def test_duplicate_content_message_in_full(sheet_dir: Path) -> None:
+    """The duplicate-content message ends with what to do."""
+    table = read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M\n"), "pool")
+    with pytest.raises(PhenofaceError) as caught:
+        find_duplicate_content(table, ["same", "same"])
+    assert str(caught.value).endswith("The same picture must not be counted twice: remove one of the rows.")

@@ -286,3 +286,37 @@ def test_split_strata_use_the_configured_age_bins():
         f"{g}|{s}|{b}" for g in ("case", "control") for s in ("F", "M") for b in ("0-39", "40+")
     )
     assert all(sum(counts.values()) == 12 for counts in report["strata"].values())
+
+
+def test_feature_and_split_readers_name_the_file_and_the_fix(tmp_path):
+    """A cohort id missing from the npz names that npz; a table without split, or without train rows, says what to re-run."""
+    from phenoface.split import feature_rows, read_split_table, training_half
+
+    npz_path = tmp_path / "features.npz"
+    np.savez(npz_path, image_id=np.array(["001", "003"]), pooled=np.zeros((2, 2)))
+    with pytest.raises(PhenofaceError) as caught:
+        feature_rows(npz_path, ["001", "009"], "pooled")
+    assert str(caught.value) == (
+        f"1 cohort image(s) have no row in {npz_path}, e.g. ['009']; re-run extract_features for the current cohort"
+    )
+    no_split = tmp_path / "cohort.csv"
+    no_split.write_text("image_id,group\n001,case\n")
+    with pytest.raises(PhenofaceError) as caught:
+        read_split_table(no_split)
+    assert str(caught.value) == f"{no_split} has no 'split' column; re-run split_cohort"
+    table = pd.DataFrame({"image_id": ["001", "003"], "split": ["test", "train"]}, index=[5, 9])
+    features, train = training_half(table, npz_path, "pooled")
+    assert list(train.columns) == ["image_id", "split"] and train.index.tolist() == [0]
+    with pytest.raises(PhenofaceError) as caught:
+        training_half(table.assign(split="test"), npz_path, "pooled")
+    assert str(caught.value) == "the split table has no training rows; check split.test_fraction"
+
+
+def test_feature_rows_refuse_pickled_ids(tmp_path):
+    """An npz whose ids are pickled Python objects is refused (np.load without allow_pickle)."""
+    from phenoface.split import feature_rows
+
+    npz_path = tmp_path / "features.npz"
+    np.savez(npz_path, image_id=np.array(["001", None], dtype=object), pooled=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        feature_rows(npz_path, ["001"], "pooled")
