@@ -86,3 +86,12 @@ def test_html_methods_escape_and_list_references(default_config: dict) -> None:
     """The HTML page holds the same paragraphs and an ordered reference list."""
     html = methods_html(default_config, PROVENANCE)
     assert html.count("<h2>") == 9 and '<ol class="refs">' in html and "DeLong ER" in html
+
+
+def test_sex_inference_is_described_only_where_it_ran(default_config: dict) -> None:
+    """The sampling paragraph explains inferred sex with its thresholds only when the run inferred it."""
+    assert "recorded sex" not in methods_markdown(default_config, PROVENANCE)
+    text = methods_markdown(default_config, PROVENANCE, sex_inferred=True)
+    assert "without a recorded sex were given one by a logistic regression" in text
+    assert "trained on the cases that passed quality control" in text
+    assert "probability of at least 0.95" in text and "fell below 0.9 were matched on age alone" in text

@@ -52,6 +52,7 @@ rule summarize_study:
 rule write_methods:
     input:
         provenance="results/provenance.json",
+        sex_report=get_sex_report(),
     output:
         markdown="results/report/methods.md",
         html=report(

@@ -1,4 +1,7 @@
-"""Snakemake entry: methods text (Markdown and HTML) and the model card, from provenance.json."""
+"""Snakemake entry: methods text (Markdown and HTML) and the model card, from provenance.json.
+
+The sex-inference report is an input only where sex was inferred; its presence says so.
+"""
 
 import json
 import logging
@@ -14,8 +17,9 @@ def main(snakemake) -> None:
     with open(snakemake.input.provenance, encoding="utf-8") as handle:
         provenance = json.load(handle)
     config = provenance["config"]
-    write_text(snakemake.output.markdown, methods_markdown(config, provenance))
-    write_text(snakemake.output.html, methods_html(config, provenance))
+    sex_inferred = bool(snakemake.input.sex_report)
+    write_text(snakemake.output.markdown, methods_markdown(config, provenance, sex_inferred))
+    write_text(snakemake.output.html, methods_html(config, provenance, sex_inferred))
     write_text(snakemake.output.model_card, render_model_card(config))
     logging.info("methods and model card written for commit %s", provenance.get("code", {}).get("commit"))
 

@@ -101,8 +101,14 @@ def _version(packages: Mapping[str, str | None], name: str) -> str:
     return f" {version}" if version else ""
 
 
-def stage_paragraphs(config: Mapping[str, Any], provenance: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(stage, paragraph)`` pairs with ``{key}`` citations, from the config used and the versions recorded."""
+def stage_paragraphs(
+    config: Mapping[str, Any], provenance: Mapping[str, Any], sex_inferred: bool = False
+) -> list[tuple[str, str]]:
+    """``(stage, paragraph)`` pairs with ``{key}`` citations, from the config used and the versions recorded.
+
+    ``sex_inferred``: pool rows without sex were given one from the face (the
+    run wrote results/cohort/sex_inference.csv); the sampling paragraph says how.
+    """
     packages = provenance.get("packages", {})
     pre, sampling, features = config["preprocess"], config["sampling"], config["features"]
     split, training, evaluation = config["split"], config["training"], config["evaluation"]
@@ -153,6 +159,16 @@ def stage_paragraphs(config: Mapping[str, Any], provenance: Mapping[str, Any]) -
         f"rounds); {shortfall}. Balance was assessed by standardized mean differences of age and sex "
         "{austin2009} and a chi-square test of group against stratum."
     )
+    if sex_inferred:
+        source = (
+            "a labelled reference sheet" if sampling.get("sex_reference") else "the cases that passed quality control"
+        )
+        matching += (
+            " Pool images without a recorded sex were given one by a logistic regression on the 128-dimensional "
+            f"dlib descriptors {{pedregosa2011}}, trained on {source}; only predictions with a probability of at "
+            f"least {sampling.get('sex_confidence', 0.95):g} were used, and age bins whose cross-validated accuracy "
+            f"among such predictions fell below {sampling.get('sex_min_accuracy', 0.9):g} were matched on age alone."
+        )
     standardize = (
         "standardised with the training half's mean and variance"
         if training["standardize"]
@@ -267,9 +283,9 @@ def number_citations(paragraphs: Sequence[tuple[str, str]]) -> tuple[list[tuple[
     return numbered, order
 
 
-def methods_markdown(config: Mapping[str, Any], provenance: Mapping[str, Any]) -> str:
+def methods_markdown(config: Mapping[str, Any], provenance: Mapping[str, Any], sex_inferred: bool = False) -> str:
     """The methods section as Markdown: a heading and paragraph per stage, then the references."""
-    paragraphs, cited = number_citations(stage_paragraphs(config, provenance))
+    paragraphs, cited = number_citations(stage_paragraphs(config, provenance, sex_inferred))
     lines = ["# Methods", ""]
     for title, text in paragraphs:
         lines += [f"## {title}", "", text, ""]
@@ -278,9 +294,9 @@ def methods_markdown(config: Mapping[str, Any], provenance: Mapping[str, Any]) -
     return "\n".join(lines) + "\n"
 
 
-def methods_html(config: Mapping[str, Any], provenance: Mapping[str, Any]) -> str:
+def methods_html(config: Mapping[str, Any], provenance: Mapping[str, Any], sex_inferred: bool = False) -> str:
     """The same methods section as a self-contained HTML page."""
-    paragraphs, cited = number_citations(stage_paragraphs(config, provenance))
+    paragraphs, cited = number_citations(stage_paragraphs(config, provenance, sex_inferred))
     body = [
         '<p class="caption">Generated from the configuration this run used and the package versions it recorded '
         "(results/provenance.json); also in results/report/methods.md. Edit before publishing.</p>"

@@ -141,6 +141,9 @@ BASELINE_NOTES = {
 }
 
 
+NO_WARNINGS = "No warnings: no stage of this run raised one."
+
+
 @dataclass(frozen=True)
 class StageWarning:
     """One warning sentence, the stage it comes from, its file and what to do."""
@@ -383,7 +386,7 @@ def headline_sentence(metrics: Mapping[str, Any], n_warnings: int) -> str:
 def warnings_html(warnings: Sequence[StageWarning]) -> str:
     """The warning list, or an explicit statement that there is none."""
     if not warnings:
-        return '<div class="ok"><p>No warnings: no stage of this run raised one.</p></div>'
+        return f'<div class="ok"><p>{NO_WARNINGS}</p></div>'
     items = [
         f'<span class="stage">{escape(w.stage)}</span> <span class="source">({escape(w.source)})</span><br>'
         f"{escape(w.message[:1].upper() + w.message[1:])}<br>"
@@ -426,7 +429,7 @@ def render_landing(
             "summary page before the AUC.</p>"
         )
     else:
-        parts.append("<p>No warnings: no stage of this run raised one.</p>")
+        parts.append(f"<p>{NO_WARNINGS}</p>")
     return "\n".join(parts) + "\n"
 
 
