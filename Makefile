@@ -20,8 +20,8 @@ $(STAMP): requirements.lock
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	touch $@
 
-demo/config.yaml: $(STAMP) workflow/scripts/make_demo_sheets.py
-	$(BIN)/python workflow/scripts/make_demo_sheets.py demo
+demo/config.yaml: $(STAMP) workflow/tools/make_demo_sheets.py
+	$(BIN)/python workflow/tools/make_demo_sheets.py demo
 
 demo: $(STAMP) demo/config.yaml
 	$(BIN)/snakemake -s $(CURDIR)/Snakefile -d demo --configfile demo/config.yaml --cores $(CORES)

@@ -25,6 +25,7 @@ include: "workflow/rules/power.smk"
 localrules:
     all,
     fetch_mediapipe_models,
+    place_dlib_models,
     power,
 
 

@@ -125,7 +125,8 @@ def main() -> None:
 
     from sklearn.metrics import roc_auc_score
 
-    from phenoface.model import HeadConfig, head_diagnostics, labels_from_groups, predict_head, train_head
+    from phenoface.cohort import case_labels
+    from phenoface.model import HeadConfig, head_diagnostics, predict_head, train_head
     from phenoface.split import split_cohort
 
     images, pooled, descriptor = load_features(args)
@@ -133,7 +134,7 @@ def main() -> None:
     table, report = split_cohort(cohort, descriptor, seed=0)
     LOGGER.info("device: %s; identity clusters: %s", describe_device(), report["identity_clusters"])
     train = (table["split"] == "train").to_numpy()
-    labels = labels_from_groups(table["group"])
+    labels = case_labels(table["group"])
     LOGGER.info(
         "task %s: %d train, %d test, %.1f%% cases",
         args.task,

@@ -3,7 +3,7 @@
 Takes a finished study folder (results/cohort/cohort.csv and
 results/qc/preprocess.tsv), replaces the group labels by random ones
 (shuffled within the matching strata, so counts per stratum are kept), runs
-`phenoface.morphometry.compare_groups` on each relabelling and prints, per
+`phenoface.shape_tests.compare_groups` on each relabelling and prints, per
 subset (all, F, M): the share of relabellings with at least one landmark at
 BH q < 0.05 (the family-wise rate BH controls at 0.05 when every hypothesis
 is null), the share with a global Procrustes-distance p < 0.05, and the share
@@ -25,7 +25,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from phenoface import morphometry  # noqa: E402
+from phenoface import shape, shape_tests  # noqa: E402
+from phenoface.cohort import read_cohort  # noqa: E402
 from phenoface.runtime import make_rng  # noqa: E402
 
 
@@ -39,22 +40,22 @@ def main() -> None:
 
     os.chdir(args.study)  # QC paths are relative to the study's working directory
     results = Path("results")
-    cohort = morphometry.read_cohort(results / "cohort" / "cohort.csv")
+    cohort = read_cohort(results / "cohort" / "cohort.csv")
     qc = pd.read_csv(results / "qc" / "preprocess.tsv", sep="\t", dtype={"image_id": str}, keep_default_na=False)
-    images = morphometry.cohort_images(cohort, qc, "chip")
-    landmarks = morphometry.read_landmarks(images["landmarks_path"], images["image_id"])
+    images = shape.cohort_images(cohort, qc, "chip")
+    landmarks = shape.read_landmarks(images["landmarks_path"], images["image_id"])
     rng = make_rng(args.seed)
     is_case = (images["group"] == "case").to_numpy()
-    hits = {subset: [] for subset in morphometry.SUBSETS}
-    global_hits = {subset: [] for subset in morphometry.SUBSETS}
+    hits = {subset: [] for subset in shape_tests.SUBSETS}
+    global_hits = {subset: [] for subset in shape_tests.SUBSETS}
     index_p = []
     started = time.perf_counter()
     for _ in range(args.relabelings):
-        labels = morphometry.permute_within_strata(is_case, images["stratum"], rng, 1)[0]
+        labels = shape_tests.permute_within_strata(is_case, images["stratum"], rng, 1)[0]
         relabelled = images.assign(group=np.where(labels, "case", "control"))
-        comparison = morphometry.compare_groups(relabelled, landmarks, rng, args.permutations)
+        comparison = shape_tests.compare_groups(relabelled, landmarks, rng, args.permutations)
         table = comparison.landmark_tests
-        for subset in morphometry.SUBSETS:
+        for subset in shape_tests.SUBSETS:
             rows = table[table["subset"] == subset]
             q_values = pd.to_numeric(rows["q_value"], errors="coerce")
             hits[subset].append(bool((q_values < 0.05).any()))
@@ -63,7 +64,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
     print(f"{args.relabelings} null relabelings of {len(images)} faces, {args.permutations} permutations each, "
           f"{seconds:.0f} s")
-    for subset in morphometry.SUBSETS:
+    for subset in shape_tests.SUBSETS:
         print(f"  {subset}: >=1 landmark at q<0.05 in {np.mean(hits[subset]):.3f}; "
               f"global distance p<0.05 in {np.mean(global_hits[subset]):.3f}")
     print(f"  shape indices: p_perm < 0.05 in {np.mean(np.asarray(index_p) < 0.05):.3f} of {len(index_p)} tests")

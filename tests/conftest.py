@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+sys.path.insert(0, str(REPO / "workflow" / "tools"))
 SHARED = Path(os.environ.get("PHENOFACE_SHARED", REPO.parent / "shared")).resolve()
 #: Models the tests download live outside the repository, fetched once per machine, not per checkout.
 MODEL_CACHE = Path(os.environ.get("PHENOFACE_TEST_CACHE", Path.home() / ".cache" / "phenoface")).resolve()

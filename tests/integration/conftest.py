@@ -26,6 +26,8 @@ class Workflow:
 
     def __init__(self, workdir: Path, config: dict, mediapipe_cache: Path) -> None:
         self.workdir = workdir
+        #: The Python that runs snakemake (another path to the same environment models a moved one).
+        self.python = sys.executable
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -36,7 +38,7 @@ class Workflow:
 
     def command(self, *args: str, cores: int = 2) -> list[str]:
         return [
-            sys.executable, "-m", "snakemake",
+            self.python, "-m", "snakemake",
             "-s", str(REPO / "Snakefile"),
             "-d", str(self.workdir),
             "--configfile", str(self.config_path),
@@ -46,7 +48,7 @@ class Workflow:
 
     def env(self) -> dict:
         env = dict(os.environ)
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env["PATH"] = f"{Path(self.python).parent}{os.pathsep}{env.get('PATH', '')}"
         return env
 
     def run(self, *args: str, cores: int = 2, check: bool = True) -> subprocess.CompletedProcess:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io as bytes_io
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from phenoface import audit, stats
+from phenoface import audit, evaluation, stats
+from phenoface.cohort import case_labels
 
 CHIP = 48
 
@@ -140,7 +143,7 @@ def test_image_statistics_without_mask_leave_background_nan(tmp_path):
 def test_image_statistics_baseline_detects_acquisition_shortcut(shortcut_images):
     """Controls brighter with a bluer background: the image-statistics baseline reaches AUC > 0.9."""
     stats_table = audit.collect_image_statistics(shortcut_images)
-    labels = audit.labels_from_group(shortcut_images["group"])
+    labels = case_labels(shortcut_images["group"])
     baselines, _ = audit.run_baselines(
         shortcut_images, random_descriptors(labels, 0.0, 3), stats_table, seed=0
     )
@@ -152,7 +155,7 @@ def test_image_statistics_baseline_detects_acquisition_shortcut(shortcut_images)
 def test_image_statistics_baseline_near_chance_on_identical_images(fair_images):
     """Identically distributed images: the image-statistics baseline stays near 0.5."""
     stats_table = audit.collect_image_statistics(fair_images)
-    labels = audit.labels_from_group(fair_images["group"])
+    labels = case_labels(fair_images["group"])
     baselines, _ = audit.run_baselines(fair_images, random_descriptors(labels, 0.0, 4), stats_table, seed=0)
     row = baselines.set_index("baseline").loc["image_statistics"]
     assert abs(row["auc"] - 0.5) < 0.2
@@ -162,7 +165,7 @@ def test_image_statistics_baseline_near_chance_on_identical_images(fair_images):
 def test_descriptor_baseline_finds_face_signal(fair_images):
     """A descriptor that carries the label gives the descriptor baseline a high AUC."""
     stats_table = audit.collect_image_statistics(fair_images)
-    labels = audit.labels_from_group(fair_images["group"])
+    labels = case_labels(fair_images["group"])
     baselines, predictions = audit.run_baselines(
         fair_images, random_descriptors(labels, 2.0, 5), stats_table, seed=0
     )
@@ -282,7 +285,7 @@ def test_run_repeats_uses_each_seed_and_summarises():
 
 def write_pipeline_inputs(folder: Path, images: pd.DataFrame) -> dict[str, str]:
     """The split table, features npz, QC table of a synthetic run."""
-    labels = audit.labels_from_group(images["group"])
+    labels = case_labels(images["group"])
     rng = np.random.default_rng(0)
     pooled = rng.normal(0, 1, (len(images), 256)).astype(np.float32)
     pooled[:, :8] += 1.5 * labels[:, None]
@@ -314,7 +317,7 @@ def test_audit_script_writes_baselines_and_warns_on_shortcut(shortcut_images, tm
         "image_stats": str(tmp_path / "image_stats.csv"),
         "roc_png": str(tmp_path / "roc.png"),
     }
-    audit_baselines.run(inputs, outputs, {"seed": 1, "confidence": 0.95})
+    audit_baselines.run(inputs, outputs, SimpleNamespace(seed=1, confidence=0.95, match_on=["age", "sex"]))
     baselines = pd.read_csv(outputs["baselines"]).set_index("baseline")
     assert list(baselines.index) == ["descriptor", "age_sex", "image_statistics", "reference_sheet"]
     assert baselines.loc["image_statistics", "auc"] > 0.9
@@ -337,7 +340,7 @@ def test_metrics_json_identical_for_same_seed(shortcut_images, tmp_path):
         train = (split["split"] == "train").to_numpy()
         model, _ = train_head(
             data[HEAD_INPUT][train],
-            audit.labels_from_group(split["group"])[train],
+            case_labels(split["group"])[train],
             HeadConfig(epochs=2),
             seed=3,
         )
@@ -351,18 +354,19 @@ def test_metrics_json_identical_for_same_seed(shortcut_images, tmp_path):
             "image_stats": str(tmp_path / "s.csv"),
             "roc_png": str(tmp_path / "b.png"),
         },
-        {"seed": 1, "confidence": 0.95},
+        SimpleNamespace(seed=1, confidence=0.95, match_on=["age", "sex"]),
     )
-    params = {
-        "seed": 42,
-        "age_bins": [0, 10, 20, 30, 40, 50, 60, 70],
-        "threshold": 0.5,
-        "confidence": 0.95,
-        "n_bootstrap": 200,
-        "calibration_bins": 10,
-        "warn_auc": 0.7,
-        "age_sex_range": [0.4, 0.6],
-    }
+    params = SimpleNamespace(
+        seed=42,
+        age_bins=[0, 10, 20, 30, 40, 50, 60, 70],
+        threshold=0.5,
+        confidence=0.95,
+        n_bootstrap=200,
+        calibration_bins=10,
+        warn_auc=0.7,
+        age_sex_range=[0.4, 0.6],
+        external_names=[],
+    )
     texts = []
     for run in ("first", "second"):
         out = tmp_path / run
@@ -393,29 +397,31 @@ def test_metrics_json_identical_for_same_seed(shortcut_images, tmp_path):
     assert metrics["baselines"]["image_statistics"]["auc"] > 0.9
     assert any("Image-statistics baseline" in sentence for sentence in metrics["warnings"])
     predictions = pd.read_csv(tmp_path / "first" / "predictions.out")
-    assert list(predictions.columns) == evaluate_classifier.PREDICTION_COLUMNS
+    assert list(predictions.columns) == evaluation.PREDICTION_COLUMNS
 
 
 def test_repeat_training_script_writes_repeats_and_summary(shortcut_images, tmp_path):
     """repeat_training.run writes one row per derived seed plus mean/sd/min/max rows that evaluate reads back."""
-    import evaluate_classifier
     import repeat_training
 
     from phenoface import stats
+    from phenoface.model import HeadConfig
 
     inputs = write_pipeline_inputs(tmp_path, shortcut_images)
-    params = {
-        "seed": 42,
-        "repeats": 2,
-        "age_bins": [0, 40],
-        "split": {"test_fraction": 0.5},
-        "training": {"epochs": 1, "gpu": 0},
-    }
+    params = SimpleNamespace(
+        seed=42,
+        repeats=2,
+        age_bins=[0, 40],
+        test_fraction=0.5,
+        identity_threshold=0.6,
+        linkage="complete",
+        **{**dataclasses.asdict(HeadConfig()), "epochs": 1},
+    )
     output = tmp_path / "repeats.csv"
-    table = repeat_training.run({"split": inputs["split"], "features": inputs["features"]}, output, params)
+    table = repeat_training.run({"split": inputs["split"], "features": inputs["features"]}, {"repeats": output}, params)
     assert list(table["repeat"]) == ["1", "2", "mean", "sd", "min", "max"]
     assert list(table["seed"][:2]) == stats.derive_seeds(42, 2)
-    summary = evaluate_classifier.repeats_summary(output)
+    summary = evaluation.repeats_summary(output)
     assert summary["n"] == 2 and summary["seeds"] == stats.derive_seeds(42, 2)
     aucs = table["auc"][:2].astype(float)
     assert summary["auc_mean"] == pytest.approx(aucs.mean())

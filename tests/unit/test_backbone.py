@@ -210,7 +210,7 @@ def test_ok_chip_paths_reads_configured_column():
     """Only status == ok rows are used, from the masked or the plain chip column."""
     import pandas as pd
 
-    from phenoface.backbone import ok_chip_paths
+    from phenoface.qc import ok_chip_paths
 
     table = pd.DataFrame(
         {
@@ -228,7 +228,7 @@ def test_ok_row_without_chip_is_an_error():
     """An ok row with an empty chip path names the table and the image."""
     import pandas as pd
 
-    from phenoface.backbone import ok_chip_paths
+    from phenoface.qc import ok_chip_paths
     from phenoface.errors import PhenofaceError
 
     table = pd.DataFrame({"image_id": ["a"], "status": ["ok"], "chip": [""], "masked_chip": [""]})

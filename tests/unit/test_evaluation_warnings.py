@@ -11,7 +11,7 @@ import math
 import pandas as pd
 import pytest
 
-from evaluate_classifier import evaluation_warnings
+from phenoface.evaluation import evaluation_warnings
 
 NO_BASELINES = pd.DataFrame(columns=["baseline", "status", "auc", "auc_ci_low", "auc_ci_high"])
 NO_SUBGROUPS = pd.DataFrame(columns=["variable", "subgroup", "note"])

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phenoface.faces import FacePreprocessor, UnreadableImage, eye_centres, load_rgb
+from phenoface.faces import FacePreprocessor, UnreadableImage, load_rgb
+from phenoface.landmarks import eye_centres
 
 #: What ../shared/data/edge_cases/README.md asks of each file (default settings:
 #: upsample 1, keep_best, min_face_size 50).
@@ -51,9 +52,9 @@ def test_edge_case_status(name: str, edge_cases_dir: Path, preprocessor: FacePre
     assert result.status in (expected if isinstance(expected, tuple) else (expected,)), result.detail
     if result.status == "ok":
         assert result.chip.shape == (150, 150, 3) and result.chip.dtype == np.uint8
-        left, right = eye_centres(result.chip_landmarks)
-        assert abs(left[1] - right[1]) < 0.5
-        assert left[0] < right[0]
+        right_eye, left_eye = eye_centres(result.chip_landmarks)
+        assert abs(right_eye[1] - left_eye[1]) < 0.5
+        assert right_eye[0] < left_eye[0]  # the subject's right eye is on the image's left
     else:
         assert result.chip is None and result.detail
 

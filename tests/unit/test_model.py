@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from phenoface.cohort import case_labels
 from phenoface.errors import PhenofaceError
 from phenoface.model import (
     FC1_LAYER,
@@ -17,7 +18,6 @@ from phenoface.model import (
     compose_model,
     head_diagnostics,
     history_frame,
-    labels_from_groups,
     load_model,
     plot_training_curves,
     predict_head,
@@ -142,11 +142,11 @@ def test_training_needs_both_classes():
         train_head(features, np.ones(20), FAST, seed=0)
 
 
-def test_labels_from_groups():
+def test_case_labels():
     """case -> 1, control -> 0; anything else is a user error."""
-    assert labels_from_groups(["case", "control", "case"]).tolist() == [1.0, 0.0, 1.0]
+    assert case_labels(["case", "control", "case"]).tolist() == [1, 0, 1]
     with pytest.raises(PhenofaceError, match="patient"):
-        labels_from_groups(["case", "patient"])
+        case_labels(["case", "patient"])
 
 
 def test_dead_unit_fraction_counts_never_active_units():

@@ -126,3 +126,14 @@ def test_dlib_model_path_rejects_unknown_name():
     """An unknown dlib model name raises PhenofaceError listing the valid names."""
     with pytest.raises(PhenofaceError, match="landmarks, resnet"):
         dlib_model_path("five_point")
+
+
+def test_place_dlib_model_writes_a_verified_copy(tmp_path):
+    """place_dlib_model copies the model (its own file, not a link sharing the environment's mtime)."""
+    from phenoface.models import DLIB_MODELS, place_dlib_model
+    from phenoface.sheets import file_sha256
+
+    target = place_dlib_model("resnet", tmp_path / "dlib" / "resnet.dat")
+    assert file_sha256(target) == DLIB_MODELS["resnet"].sha256
+    assert target.stat().st_ino != dlib_model_path("resnet").stat().st_ino
+    assert [p.name for p in target.parent.iterdir()] == ["resnet.dat"]  # no staging file left

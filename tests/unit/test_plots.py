@@ -8,7 +8,7 @@ import pytest
 from matplotlib.text import Annotation
 from PIL import Image
 
-from phenoface import plots, sampling
+from phenoface import cohort_tables, plots, sampling
 from sheet_factory import make_sheet
 
 BINS = [0, 10, 20, 30, 40, 50, 60, 70]
@@ -34,7 +34,7 @@ def study() -> dict:
 
 def test_plot_flow_writes_png_and_svg_with_the_counts(study, tmp_path):
     """The flow diagram is saved as a non-blank PNG and an SVG whose text carries the counts."""
-    counts = sampling.flow_counts(study["cases"], study["ranked"], study["qc"], study["cohort"])
+    counts = cohort_tables.flow_counts(study["cases"], study["ranked"], study["qc"], study["cohort"])
     png, svg = tmp_path / "flow" / "flow.png", tmp_path / "flow" / "flow.svg"
     plots.plot_flow(counts, png, svg)
     with Image.open(png) as image:
@@ -56,7 +56,7 @@ def test_plot_flow_writes_png_and_svg_with_the_counts(study, tmp_path):
 
 def test_plot_flow_boxes_follow_the_counts(study):
     """One box per main-line node and one per non-empty side group, with the right n."""
-    counts = sampling.flow_counts(study["cases"], study["ranked"], study["qc"], study["cohort"])
+    counts = cohort_tables.flow_counts(study["cases"], study["ranked"], study["qc"], study["cohort"])
     figure = plots.plot_flow(counts)
     texts = [text.get_text() for text in figure.axes[0].texts if not isinstance(text, Annotation)]
     assert "Cases sheet rows\nn = 9" in texts
@@ -72,7 +72,7 @@ def test_plot_flow_boxes_follow_the_counts(study):
 
 def test_plot_table1_renders_n_and_percent(study, tmp_path):
     """The Table 1 figure shows `n (%)` cells of every group x sex column and the totals."""
-    table = sampling.table1(study["cohort"], BINS)
+    table = cohort_tables.table1(study["cohort"], BINS)
     png, svg = tmp_path / "table1.png", tmp_path / "table1.svg"
     figure = plots.plot_table1(table, png, svg)
     cells = {cell.get_text().get_text() for cell in figure.axes[0].tables[0].get_celld().values()}

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from phenoface import morphometry, plots_faces
-from test_morphometry import synthetic_cohort, template_face
+from phenoface import average_faces, plots_faces, shape_tests
+from test_shape import synthetic_cohort, template_face
 
 
-def constant_faces(n_case: int, n_control: int, value: int = 200) -> morphometry.AverageFaces:
+def constant_faces(n_case: int, n_control: int, value: int = 200) -> average_faces.AverageFaces:
     """Male case and control averages that are one constant colour."""
     landmarks = np.stack([template_face(), template_face() + (2.0, 0.0)])
-    return morphometry.AverageFaces(
+    return average_faces.AverageFaces(
         group=np.array(["case", "control"]),
         sex=np.array(["M", "M"]),
         n=np.array([n_case, n_control]),
@@ -66,7 +66,7 @@ def test_comparison_panel_hides_the_pooled_face_of_a_small_group() -> None:
 def test_landmark_comparison_marks_significant_points() -> None:
     """Each tested subset gets a panel with its count of q < 0.05 landmarks; an untested one shows its reason."""
     images, shapes = synthetic_cohort(np.random.default_rng(1), 20, 1.08)
-    comparison = morphometry.compare_groups(images, shapes, np.random.default_rng(0), 200)
+    comparison = shape_tests.compare_groups(images, shapes, np.random.default_rng(0), 200)
     tests = {key: value for key, value in comparison.tests.items() if key != "F"}
     figure = plots_faces.plot_landmark_comparison(tests, {"F": "not tested: 1 case(s)"})
     assert len(figure.axes) == 3

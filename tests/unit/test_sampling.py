@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import megaage_to_sheet
-from phenoface import sampling
+from phenoface import cohort_tables, sampling
+from phenoface.cohort import COHORT_COLUMNS
 from phenoface.errors import PhenofaceError
 from phenoface.sheets import read_sheet
 from sheet_factory import make_sheet
@@ -175,7 +178,7 @@ def test_draw_controls_exact_ratio_per_stratum(cases, pool, ratio):
     per_group = pd.crosstab(cohort["stratum"], cohort["group"])
     assert (per_group["control"] == ratio * per_group["case"]).all()
     assert len(cohort) == (1 + ratio) * len(cases)
-    assert list(cohort.columns) == sampling.COHORT_COLUMNS
+    assert list(cohort.columns) == COHORT_COLUMNS
     assert cohort["group"].tolist() == ["case"] * len(cases) + ["control"] * ratio * len(cases)
     controls = cohort.loc[cohort["group"] == "control"]
     assert controls["image_id"].is_unique
@@ -306,8 +309,8 @@ def test_flow_counts_account_for_every_row_once(cases, pool):
     statuses[cases["image_id"].iloc[0]] = "too_small"
     qc = make_qc(cases, pool, overrides=statuses)
     cohort, _ = sampling.draw_controls(cases, ranked, qc, BINS, AGE_SEX, allow_shortfall=True)
-    flow = sampling.flow_counts(cases, ranked, qc, cohort)
-    sampling.check_flow(flow, {"cases": len(cases), "pool": len(pool)})
+    flow = cohort_tables.flow_counts(cases, ranked, qc, cohort)
+    cohort_tables.check_flow(flow, {"cases": len(cases), "pool": len(pool)})
     n = flow.set_index("node")["n"]
     assert n["cases.rows"] == 15 and n["cases.excluded_too_small"] == 1 and n["cases.analysed"] == 14
     assert n["pool.rows"] == 98 and n["pool.ineligible_no_sex"] == 7 and n["pool.eligible"] == 91
@@ -325,12 +328,12 @@ def test_check_flow_rejects_counts_that_do_not_add_up(cases, pool):
     ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=4)
     qc = make_qc(cases, pool)
     cohort, _ = sampling.draw_controls(cases, ranked, qc, BINS, AGE_SEX)
-    flow = sampling.flow_counts(cases, ranked, qc, cohort)
+    flow = cohort_tables.flow_counts(cases, ranked, qc, cohort)
     flow.loc[flow["node"] == "pool.not_drawn", "n"] += 1
     with pytest.raises(AssertionError, match="pool.qc_ok"):
-        sampling.check_flow(flow, {"cases": len(cases), "pool": len(pool)})
+        cohort_tables.check_flow(flow, {"cases": len(cases), "pool": len(pool)})
     with pytest.raises(AssertionError, match="root"):
-        sampling.check_flow(flow, {"cases": len(cases) + 1})
+        cohort_tables.check_flow(flow, {"cases": len(cases) + 1})
 
 
 def test_table1_counts_and_column_percentages(cases, pool):
@@ -338,14 +341,14 @@ def test_table1_counts_and_column_percentages(cases, pool):
     cohort, _ = sampling.draw_controls(
         cases, sampling.rank_pool(pool, BINS, AGE_SEX, 0), make_qc(cases, pool), BINS, AGE_SEX, ratio=2
     )
-    table = sampling.table1(cohort, BINS).set_index("age_bin")
+    table = cohort_tables.table1(cohort, BINS).set_index("age_bin")
     assert list(table.index) == ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+", "Total"]
     assert table.loc["40-49", "case F n"] == 6 and table.loc["40-49", "control F n"] == 12
     assert table.loc["Total", "case M n"] == 6 and table.loc["Total", "control M n"] == 12
     assert table.loc["0-9", "case F %"] == pytest.approx(100 * 3 / 9, abs=0.01)
     for column in [c for c in table.columns if c.endswith("%")]:
         assert table[column].iloc[:-1].sum() == pytest.approx(100.0, abs=0.05)
-    shown = sampling.format_table1(table.reset_index())
+    shown = cohort_tables.format_table1(table.reset_index())
     assert shown.loc[4, "Cases\nFemale, n (%)"] == "6 (66.67)"
 
 
@@ -354,7 +357,7 @@ def test_balance_of_a_matched_cohort(cases, pool):
     cohort, _ = sampling.draw_controls(
         cases, sampling.rank_pool(pool, BINS, AGE_SEX, 0), make_qc(cases, pool), BINS, AGE_SEX
     )
-    result = sampling.balance(cohort).set_index("measure")
+    result = cohort_tables.balance(cohort).set_index("measure")
     assert list(result.index) == [
         "n_cases",
         "n_controls",
@@ -384,7 +387,7 @@ def test_balance_detects_an_unmatched_cohort():
             "stratum": ["F|70+"] * 30 + ["M|10-19"] * 30,
         }
     )
-    result = sampling.balance(cohort).set_index("measure")
+    result = cohort_tables.balance(cohort).set_index("measure")
     assert result.loc["smd_age", "value"] > 5
     assert math.isinf(result.loc["smd_sex_female", "value"])
     assert result.loc["chi2_group_by_stratum", "p_value"] < 1e-10
@@ -401,7 +404,7 @@ def test_utkface_pool_matches_age_and_sex(utkface_dir):
     ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=42)
     cohort, shortfall = sampling.draw_controls(cases, ranked, make_qc(cases, pool), BINS, AGE_SEX)
     assert shortfall.empty
-    result = sampling.balance(cohort).set_index("measure")
+    result = cohort_tables.balance(cohort).set_index("measure")
     assert abs(result.loc["smd_age", "value"]) < 0.1
     female = cohort.assign(f=cohort["sex"] == "F").groupby("group")["f"].mean()
     assert female["case"] == female["control"]
@@ -494,17 +497,9 @@ def test_sample_matched_controls_run_writes_every_output(tmp_path):
         "shortfall": ".csv",
     }
     outputs = {key: tmp_path / "out" / f"{key}{suffix}" for key, suffix in suffixes.items()}
-    cohort = sample_matched_controls.run(
-        tmp_path / "preprocess.tsv",
-        tmp_path / "cases.csv",
-        tmp_path / "pool.csv",
-        outputs,
-        age_bins=BINS,
-        match_on=AGE_SEX,
-        ratio=2,
-        allow_shortfall=False,
-        seed=1,
-    )
+    inputs = {"qc": tmp_path / "preprocess.tsv", "cases": tmp_path / "cases.csv", "pool": tmp_path / "pool.csv"}
+    params = SimpleNamespace(age_bins=BINS, match_on=AGE_SEX, ratio=2, allow_shortfall=False, seed=1)
+    cohort = sample_matched_controls.run(inputs, outputs, params)
     assert all(path.stat().st_size > 0 for path in outputs.values())
     written = pd.read_csv(outputs["cohort"], keep_default_na=False)
     assert written["group"].value_counts().to_dict() == {"control": 8, "case": 4}

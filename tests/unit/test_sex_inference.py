@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phenoface import sampling, sex_inference
+from phenoface import cohort_tables, sampling, sex_inference
 from phenoface.errors import PhenofaceError
 from phenoface.summary import sex_inference_warnings
 from sheet_factory import make_sheet
@@ -148,8 +148,8 @@ def test_flow_puts_every_pool_row_in_one_box(cases, pool):
     qc = pd.concat([adults[["image_id", "sheet"]], unknown[["image_id", "sheet"]]]).assign(status="ok")
     qc["status"] = [failed.get(i, s) for i, s in zip(qc["image_id"], qc["status"])]
     cohort, _ = sampling.draw_controls(adults, inferred, qc, BINS, AGE_SEX, allow_shortfall=True)
-    flow = sampling.flow_counts(adults, inferred, qc, cohort)
-    sampling.check_flow(flow, {"cases": len(adults), "pool": len(pool)})
+    flow = cohort_tables.flow_counts(adults, inferred, qc, cohort)
+    cohort_tables.check_flow(flow, {"cases": len(adults), "pool": len(pool)})
     part = flow.loc[flow["sheet"] == "pool"].set_index("node")
     leaves = part.loc[~part.index.isin(set(part["parent"]))]
     assert int(leaves["n"].sum()) == len(pool)
@@ -250,6 +250,6 @@ def test_report_summary_warns_for_age_only_bins_with_cases(cases, pool):
     report = report_for({"0-9": (50, 0.5, 0.7), "40-49": (50, 0.8, 0.5)}, pool)
     assert sex_inference.age_only_bins(report) == ["0-9", "40-49"]
     children = cases.loc[cases["age"] < 10].assign(group="case")
-    found = sex_inference_warnings(report, sampling.table1(children, BINS))
+    found = sex_inference_warnings(report, cohort_tables.table1(children, BINS))
     assert [w.message.split(" was")[0] for w in found] == ["Age bin 0-9"]
     assert "accuracy 0.70" in found[0].message and "sex_reference" in found[0].action

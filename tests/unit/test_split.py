@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -217,7 +219,9 @@ def test_split_entry_script_writes_table_and_report(tmp_path):
         "table": tmp_path / "split" / "cohort_split.csv",
         "report": tmp_path / "split" / "clusters.json",
     }
-    entry.run(tmp_path / "cohort.csv", tmp_path / "features.npz", outputs, {}, AGE_BINS, seed=3)
+    inputs = {"cohort": tmp_path / "cohort.csv", "features": tmp_path / "features.npz"}
+    params = SimpleNamespace(test_fraction=0.5, identity_threshold=0.6, linkage="complete", age_bins=AGE_BINS, seed=3)
+    entry.run(inputs, outputs, params)
     table = pd.read_csv(outputs["table"], keep_default_na=False, dtype={"subject_id": str})
     report = json.loads(outputs["report"].read_text())
     assert table["image_id"].tolist() == cohort["image_id"].tolist()

@@ -165,9 +165,11 @@ def test_stratified_bootstrap_keeps_class_counts():
 def test_bootstrap_ci_is_reproducible_for_a_seed():
     """Same seed, same interval; another seed, another interval."""
     labels, scores = noisy_scores(100, seed=2)
-    first = stats.bootstrap_ci(labels, scores, stats.auc_score, np.random.default_rng(7), 300)
-    again = stats.bootstrap_ci(labels, scores, stats.auc_score, np.random.default_rng(7), 300)
-    other = stats.bootstrap_ci(labels, scores, stats.auc_score, np.random.default_rng(8), 300)
+    def interval(seed: int) -> tuple[float, float]:
+        replicates = stats.stratified_bootstrap(labels, scores, stats.auc_score, np.random.default_rng(seed), 300)
+        return stats.bootstrap_ci(replicates, 0.95)
+
+    first, again, other = interval(7), interval(7), interval(8)
     assert first == again
     assert first != other
 

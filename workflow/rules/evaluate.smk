@@ -35,9 +35,9 @@ rule audit_baselines:
     resources:
         mem_mb=4000,
     params:
-        seed=config["seed"],
-        confidence=config["evaluation"]["confidence"],
-        match_on=config["sampling"]["match_on"],
+        seed=lookup(dpath="seed", within=config),
+        confidence=lookup(dpath="evaluation/confidence", within=config),
+        match_on=lookup(dpath="sampling/match_on", within=config),
     script:
         "../scripts/audit_baselines.py"
 
@@ -57,13 +57,21 @@ rule repeat_training:
     threads: 2
     resources:
         mem_mb=8000,
-        gpu=config.get("training", {}).get("gpu", 0),
+        gpu=config["training"]["gpu"],
     params:
-        seed=config["seed"],
-        repeats=config["evaluation"]["repeats"],
-        age_bins=config["sampling"]["age_bins"],
-        split=config.get("split", {}),
-        training=config.get("training", {}),
+        seed=lookup(dpath="seed", within=config),
+        repeats=lookup(dpath="evaluation/repeats", within=config),
+        age_bins=lookup(dpath="sampling/age_bins", within=config),
+        test_fraction=lookup(dpath="split/test_fraction", within=config),
+        identity_threshold=lookup(dpath="split/identity_threshold", within=config),
+        linkage=lookup(dpath="split/linkage", within=config),
+        units=lookup(dpath="training/units", within=config),
+        dropout=lookup(dpath="training/dropout", within=config),
+        l2=lookup(dpath="training/l2", within=config),
+        learning_rate=lookup(dpath="training/learning_rate", within=config),
+        batch_size=lookup(dpath="training/batch_size", within=config),
+        epochs=lookup(dpath="training/epochs", within=config),
+        standardize=lookup(dpath="training/standardize", within=config),
     script:
         "../scripts/repeat_training.py"
 
@@ -112,14 +120,14 @@ rule evaluate_classifier:
     resources:
         mem_mb=4000,
     params:
-        seed=config["seed"],
-        age_bins=config["sampling"]["age_bins"],
-        threshold=config["evaluation"]["threshold"],
-        confidence=config["evaluation"]["confidence"],
-        n_bootstrap=config["evaluation"]["n_bootstrap"],
-        calibration_bins=config["evaluation"]["calibration_bins"],
-        warn_auc=config["audit"]["warn_auc"],
-        age_sex_range=config["audit"]["age_sex_range"],
+        seed=lookup(dpath="seed", within=config),
+        age_bins=lookup(dpath="sampling/age_bins", within=config),
+        threshold=lookup(dpath="evaluation/threshold", within=config),
+        confidence=lookup(dpath="evaluation/confidence", within=config),
+        n_bootstrap=lookup(dpath="evaluation/n_bootstrap", within=config),
+        calibration_bins=lookup(dpath="evaluation/calibration_bins", within=config),
+        warn_auc=lookup(dpath="audit/warn_auc", within=config),
+        age_sex_range=lookup(dpath="audit/age_sex_range", within=config),
         external_names=list(EXTERNAL),
     script:
         "../scripts/evaluate_classifier.py"

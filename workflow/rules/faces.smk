@@ -25,9 +25,9 @@ rule build_average_faces:
     resources:
         mem_mb=2000,
     params:
-        source=config["faces"]["input"],
-        min_group_size=config["faces"]["min_group_size"],
-        show_faces=config["report"]["show_faces"],
+        source=lookup(dpath="faces/input", within=config),
+        min_group_size=lookup(dpath="faces/min_group_size", within=config),
+        show_faces=lookup(dpath="report/show_faces", within=config),
     script:
         "../scripts/build_average_faces.py"
 
@@ -61,8 +61,8 @@ rule compare_landmarks:
     resources:
         mem_mb=4000,
     params:
-        seed=config["seed"],
-        n_permutations=config["faces"]["n_permutations"],
-        min_group_size=config["faces"]["min_group_size"],
+        seed=lookup(dpath="seed", within=config),
+        n_permutations=lookup(dpath="faces/n_permutations", within=config),
+        min_group_size=lookup(dpath="faces/min_group_size", within=config),
     script:
         "../scripts/compare_landmarks.py"

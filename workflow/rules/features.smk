@@ -3,7 +3,7 @@
 
 rule convert_backbone:
     input:
-        dat=get_dlib_model("resnet"),
+        dat=DLIB_MODEL_PATHS["resnet"],
     output:
         weights="resources/backbone/dlib_resnet.weights.h5",
         sha256="resources/backbone/dlib_resnet.sha256",
@@ -35,8 +35,8 @@ rule extract_features:
         mem_mb=3000,
         gpu=config["features"]["gpu"],
     params:
-        source=config["features"]["input"],
-        batch_size=config["features"]["batch_size"],
+        source=lookup(dpath="features/input", within=config),
+        batch_size=lookup(dpath="features/batch_size", within=config),
     script:
         "../scripts/extract_features.py"
 
@@ -73,6 +73,8 @@ rule collect_external_sheet:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        kind="external",
     script:
         "../scripts/collect_sheet_features.py"
 
@@ -96,5 +98,7 @@ rule collect_reference_sheet:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        kind="reference",
     script:
         "../scripts/collect_sheet_features.py"

@@ -10,6 +10,7 @@
 rule locate_power_faces:
     input:
         images=get_power_original_images,
+        landmark_model=DLIB_MODEL_PATHS["landmarks"],
     output:
         landmarks="results/power/r{repeat}/located/{shard}.npz",
     log:
@@ -23,7 +24,6 @@ rule locate_power_faces:
         mem_mb=1500,
     params:
         members=get_power_sample_rows,
-        landmark_model=get_dlib_model("landmarks"),
         upsample=lookup(dpath="preprocess/upsample", within=config),
         pad_fraction=lookup(dpath="preprocess/pad_fraction", within=config),
         min_face_size=lookup(dpath="preprocess/min_face_size", within=config),
@@ -59,7 +59,8 @@ rule plant_power_effect:
 use rule preprocess_images as preprocess_power_images with:
     input:
         images=f"{POWER_ARM}/planted/{{shard}}",
-        models=get_mask_model(),
+        landmark_model=DLIB_MODEL_PATHS["landmarks"],
+        mask_models=get_mask_model(),
     output:
         qc=f"{POWER_ARM}/preprocess/{{shard}}.tsv",
         chips=directory(f"{POWER_ARM}/preprocess/{{shard}}"),

@@ -23,7 +23,8 @@ rule check_image_content:
 rule preprocess_images:
     input:
         images=get_shard_images,
-        models=get_mask_model(),
+        landmark_model=DLIB_MODEL_PATHS["landmarks"],
+        mask_models=get_mask_model(),
     output:
         qc="results/preprocess/{batch}/{shard}.tsv",
         chips=directory("results/preprocess/{batch}/{shard}"),
@@ -38,8 +39,14 @@ rule preprocess_images:
         mem_mb=1500,
     params:
         members=get_shard_members,
-        settings=config["preprocess"],
-        landmark_model=get_dlib_model("landmarks"),
+        upsample=lookup(dpath="preprocess/upsample", within=config),
+        pad_fraction=lookup(dpath="preprocess/pad_fraction", within=config),
+        retry_detection=lookup(dpath="preprocess/retry_detection", within=config),
+        min_face_size=lookup(dpath="preprocess/min_face_size", within=config),
+        multi_face=lookup(dpath="preprocess/multi_face", within=config),
+        chip_size=lookup(dpath="preprocess/chip_size", within=config),
+        chip_padding=lookup(dpath="preprocess/chip_padding", within=config),
+        mask_method=lookup(dpath="preprocess/mask_method", within=config),
     script:
         "../scripts/preprocess_images.py"
 
@@ -52,11 +59,6 @@ rule summarize_preprocessing:
         qc=get_qc_tables,
     output:
         qc="results/qc/preprocess.tsv",
-        contact_sheet=faces_in_report(
-            "results/qc/contact_sheet.png",
-            caption="../report/contact_sheet.rst",
-            category="2. Quality control",
-        ),
     log:
         "logs/summarize_preprocessing.log",
     conda:
@@ -64,8 +66,28 @@ rule summarize_preprocessing:
     threads: 1
     resources:
         mem_mb=2000,
-    params:
-        seed=config["seed"],
-        size=config["preprocess"]["contact_sheet_size"],
     script:
         "../scripts/summarize_preprocessing.py"
+
+
+rule draw_contact_sheet:
+    input:
+        qc="results/qc/preprocess.tsv",
+    output:
+        contact_sheet=faces_in_report(
+            "results/qc/contact_sheet.png",
+            caption="../report/contact_sheet.rst",
+            category="2. Quality control",
+        ),
+    log:
+        "logs/draw_contact_sheet.log",
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        seed=lookup(dpath="seed", within=config),
+        size=lookup(dpath="preprocess/contact_sheet_size", within=config),
+    script:
+        "../scripts/draw_contact_sheet.py"

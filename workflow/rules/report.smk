@@ -11,8 +11,7 @@ rule record_provenance:
     resources:
         mem_mb=500,
     params:
-        config=config,
-        repo=workflow.basedir,
+        config=get_recorded_config(),
     script:
         "../scripts/record_provenance.py"
 

@@ -12,3 +12,17 @@ rule fetch_mediapipe_models:
         "../../envs/preprocess.yaml"
     script:
         "../scripts/fetch_mediapipe_models.py"
+
+
+# dlib's models under a stable name (checked by sha256), so no rule names a
+# path inside the installed environment.
+rule place_dlib_models:
+    output:
+        landmarks=DLIB_MODEL_PATHS["landmarks"],
+        resnet=DLIB_MODEL_PATHS["resnet"],
+    log:
+        "logs/place_dlib_models.log",
+    conda:
+        "../../envs/preprocess.yaml"
+    script:
+        "../scripts/place_dlib_models.py"

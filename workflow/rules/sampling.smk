@@ -17,12 +17,12 @@ checkpoint select_pool_candidates:
     resources:
         mem_mb=2000,
     params:
-        age_bins=config["sampling"]["age_bins"],
-        match_on=config["sampling"]["match_on"],
-        ratio=config["sampling"]["ratio"],
-        oversample=config["sampling"]["oversample"],
-        seed=config["seed"],
-        shard_size=config["preprocess"]["shard_size"],
+        age_bins=lookup(dpath="sampling/age_bins", within=config),
+        match_on=lookup(dpath="sampling/match_on", within=config),
+        ratio=lookup(dpath="sampling/ratio", within=config),
+        oversample=lookup(dpath="sampling/oversample", within=config),
+        seed=lookup(dpath="seed", within=config),
+        shard_size=lookup(dpath="preprocess/shard_size", within=config),
         sex_confidence=get_sex_param("sex_confidence"),
     script:
         "../scripts/select_pool_candidates.py"
@@ -60,11 +60,11 @@ rule sample_matched_controls:
     resources:
         mem_mb=2000,
     params:
-        age_bins=config["sampling"]["age_bins"],
-        match_on=config["sampling"]["match_on"],
-        ratio=config["sampling"]["ratio"],
-        allow_shortfall=config["sampling"]["allow_shortfall"],
-        seed=config["seed"],
+        age_bins=lookup(dpath="sampling/age_bins", within=config),
+        match_on=lookup(dpath="sampling/match_on", within=config),
+        ratio=lookup(dpath="sampling/ratio", within=config),
+        allow_shortfall=lookup(dpath="sampling/allow_shortfall", within=config),
+        seed=lookup(dpath="seed", within=config),
         sex_confidence=get_sex_param("sex_confidence"),
         sex_min_accuracy=get_sex_param("sex_min_accuracy"),
     script:
@@ -89,11 +89,11 @@ rule train_sex_classifier:
         mem_mb=2000,
     params:
         from_sex_reference=get_sex_training_batch() == "sexref",
-        age_bins=config["sampling"]["age_bins"],
-        confidence=config["sampling"]["sex_confidence"],
-        min_accuracy=config["sampling"]["sex_min_accuracy"],
-        seed=config["seed"],
-        identity_threshold=config["split"]["identity_threshold"],
-        linkage=config["split"]["linkage"],
+        age_bins=lookup(dpath="sampling/age_bins", within=config),
+        confidence=lookup(dpath="sampling/sex_confidence", within=config),
+        min_accuracy=lookup(dpath="sampling/sex_min_accuracy", within=config),
+        seed=lookup(dpath="seed", within=config),
+        identity_threshold=lookup(dpath="split/identity_threshold", within=config),
+        linkage=lookup(dpath="split/linkage", within=config),
     script:
         "../scripts/train_sex_classifier.py"

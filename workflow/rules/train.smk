@@ -19,9 +19,11 @@ rule split_cohort:
     resources:
         mem_mb=4000,
     params:
-        split=config["split"],
-        age_bins=config["sampling"]["age_bins"],
-        seed=config["seed"],
+        test_fraction=lookup(dpath="split/test_fraction", within=config),
+        identity_threshold=lookup(dpath="split/identity_threshold", within=config),
+        linkage=lookup(dpath="split/linkage", within=config),
+        age_bins=lookup(dpath="sampling/age_bins", within=config),
+        seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/split_cohort.py"
 
@@ -52,7 +54,13 @@ rule train_classifier:
         mem_mb=8000,
         gpu=config["training"]["gpu"],
     params:
-        training=config["training"],
-        seed=config["seed"],
+        units=lookup(dpath="training/units", within=config),
+        dropout=lookup(dpath="training/dropout", within=config),
+        l2=lookup(dpath="training/l2", within=config),
+        learning_rate=lookup(dpath="training/learning_rate", within=config),
+        batch_size=lookup(dpath="training/batch_size", within=config),
+        epochs=lookup(dpath="training/epochs", within=config),
+        standardize=lookup(dpath="training/standardize", within=config),
+        seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/train_classifier.py"

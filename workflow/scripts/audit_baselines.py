@@ -1,33 +1,16 @@
-"""Baselines and shortcut audit on the classifier's own train/test split.
-
-Snakemake entry script of rule ``audit_baselines``. Inputs: ``split``
-(results/split/cohort_split.csv), ``features`` (results/features/features.npz),
-``qc`` (results/qc/preprocess.tsv); when ``audit.reference_sheet`` is set,
-also ``head`` (results/training/head.keras) and ``reference_features`` (an npz
-with ``image_id`` and the model's input features of the second healthy
-sheet's QC-passed images). Params: ``seed``, ``confidence``. Outputs:
-``baselines`` (csv), ``image_stats`` (csv), ``roc_png``. Log: ``log[0]``.
-"""
-
+"""Rule audit_baselines: baselines and shortcut audits on the classifier's own train/test split."""
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from phenoface import audit, io, plots_eval, stats
-from phenoface.runtime import setup_logging
+from phenoface.qc import read_qc
 from phenoface.split import feature_rows, read_split_table
 
 LOGGER = logging.getLogger("audit_baselines")
-
-
-def read_table(path: str | Path, sep: str = ",") -> pd.DataFrame:
-    """A CSV/TSV with identifiers, paths and codes kept as text."""
-    text = {"image_id": str, "sex": str, "group": str, "split": str, "path": str, "chip": str, "mask": str}
-    return pd.read_csv(path, sep=sep, dtype=text, keep_default_na=False)
 
 
 def reference_audit(
@@ -53,12 +36,12 @@ def reference_audit(
     return audit.reference_row(result, len(reference_probs), len(control_probs)), (labels, scores, result)
 
 
-def run(inputs: dict[str, Any], outputs: dict[str, str], params: dict[str, Any]) -> pd.DataFrame:
+def run(inputs: dict[str, Any], outputs: dict[str, str], params: Any) -> pd.DataFrame:
     """Compute every baseline, write the outputs, return the baselines table."""
-    confidence = float(params["confidence"])
+    confidence = params.confidence
     split_table = read_split_table(inputs["split"])
     descriptors = feature_rows(inputs["features"], split_table["image_id"], "descriptor")
-    qc = read_table(inputs["qc"], sep="\t")
+    qc = read_qc(inputs["qc"])
     cohort_qc = qc[qc["image_id"].isin(set(split_table["image_id"]))]
     LOGGER.info("image statistics for %d cohort images", len(cohort_qc))
     image_stats = audit.collect_image_statistics(cohort_qc)
@@ -66,9 +49,9 @@ def run(inputs: dict[str, Any], outputs: dict[str, str], params: dict[str, Any])
         split_table,
         descriptors,
         image_stats,
-        int(params["seed"]),
+        params.seed,
         confidence,
-        matched=tuple(params.get("match_on", ("age", "sex"))),
+        matched=tuple(params.match_on),
     )
 
     curves = {
@@ -95,21 +78,7 @@ def run(inputs: dict[str, Any], outputs: dict[str, str], params: dict[str, Any])
     return baselines
 
 
-def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
-    """Entry point: the only place that touches ``snakemake``."""
-    setup_logging(snakemake.log[0])
-    inputs = {
-        "split": snakemake.input.split,
-        "features": snakemake.input.features,
-        "qc": snakemake.input.qc,
-        "head": snakemake.input.get("head") or None,
-        "reference_features": snakemake.input.get("reference_features") or None,
-    }
-    outputs = {key: getattr(snakemake.output, key) for key in ("baselines", "image_stats", "roc_png")}
-    run(inputs, outputs, dict(snakemake.params.items()))
+if __name__ == "__main__":
+    from phenoface.runtime import run_rule
 
-
-if __name__ == "__main__" and "snakemake" in globals():
-    from phenoface.runtime import run_main
-
-    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
+    run_rule(run, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,16 +1,14 @@
-"""Snakemake entry: hash every listed image and stop on duplicate content."""
+"""Rule check_image_content: hash every listed image and stop on duplicate content."""
 
 import logging
 
 from phenoface.errors import PhenofaceError
 from phenoface.io import write_table
-from phenoface.runtime import setup_logging
 from phenoface.sheets import file_sha256, find_duplicate_content, read_all_sheets
 
 
-def main(snakemake) -> None:
-    setup_logging(snakemake.log[0])
-    table = read_all_sheets(snakemake.input.cases, snakemake.input.pool, snakemake.params.others)
+def run(inputs: dict, outputs: dict, params) -> None:
+    table = read_all_sheets(inputs["cases"], inputs["pool"], params.others)
     digests = []
     for row in table.itertuples():
         try:
@@ -23,11 +21,12 @@ def main(snakemake) -> None:
     find_duplicate_content(table, digests)
     logging.info("%d images, all with distinct content", len(table))
     write_table(
-        snakemake.output.table,
+        outputs["table"],
         table[["image_id", "sheet", "row", "path"]].assign(sha256=digests),
     )
 
-if __name__ == "__main__":
-    from phenoface.runtime import run_main
 
-    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
+if __name__ == "__main__":
+    from phenoface.runtime import run_rule
+
+    run_rule(run, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,24 +1,20 @@
-"""Snakemake entry: gather a validation sheet's QC rows, features and labels."""
+"""Rules collect_external_sheet / collect_reference_sheet: a validation sheet's QC rows, features and labels."""
 
 import logging
 
-import pandas as pd
 
 from phenoface.features import read_feature_shards
 from phenoface.io import write_npz, write_table
-from phenoface.runtime import setup_logging
+from phenoface.qc import ok_ids, read_qc
 from phenoface.sheets import read_sheet
 
 
-def main(snakemake) -> None:
-    setup_logging(snakemake.log[0])
-    kind = "external" if "name" in snakemake.wildcards.keys() else "reference"
-    sheet = read_sheet(snakemake.input.sheet, kind, check_files=False)
-    qc = pd.concat(
-        [pd.read_csv(p, sep="\t", keep_default_na=False) for p in snakemake.input.qc], ignore_index=True
-    )
-    merged = read_feature_shards(snakemake.input.shards)
-    ok = set(qc.loc[qc["status"] == "ok", "image_id"])
+def run(inputs: dict, outputs: dict, params) -> None:
+    kind = params.kind
+    sheet = read_sheet(inputs["sheet"], kind, check_files=False)
+    qc = read_qc(inputs["qc"])
+    merged = read_feature_shards(inputs["shards"])
+    ok = ok_ids(qc)
     if "group" not in sheet.columns:
         sheet = sheet.assign(group=kind)
     labels = sheet.loc[sheet["image_id"].isin(ok), ["image_id", "group", "age", "sex"]]
@@ -26,12 +22,12 @@ def main(snakemake) -> None:
     logging.info(
         "%s sheet: %d rows, %d ok (%s)", kind, len(sheet), len(ok), qc["status"].value_counts().to_dict()
     )
-    write_table(snakemake.output.qc, qc)
-    write_table(snakemake.output.labels, labels)
-    write_npz(snakemake.output.features, **merged)
+    write_table(outputs["qc"], qc)
+    write_table(outputs["labels"], labels)
+    write_npz(outputs["features"], **merged)
 
 
 if __name__ == "__main__":
-    from phenoface.runtime import run_main
+    from phenoface.runtime import run_rule
 
-    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
+    run_rule(run, snakemake)  # noqa: F821 (injected by Snakemake)

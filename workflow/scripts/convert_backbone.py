@@ -1,21 +1,16 @@
-"""Convert dlib's face-recognition ResNet to a Keras weights file (rule convert_backbone)."""
+"""Rule convert_backbone: dlib's face-recognition ResNet as a Keras weights file."""
 
 import logging
 
 
-def main(snakemake) -> None:
-    """Read the dlib .dat and write the .weights.h5 and its source checksum."""
+def run(inputs: dict, outputs: dict, params) -> None:
     from phenoface.backbone import convert_dlib_resnet
-    from phenoface.runtime import setup_logging
 
-    setup_logging(snakemake.log[0])
-    sha256 = convert_dlib_resnet(
-        snakemake.input.dat, snakemake.output.weights, snakemake.output.sha256
-    )
+    sha256 = convert_dlib_resnet(inputs["dat"], outputs["weights"], outputs["sha256"])
     logging.getLogger("convert_backbone").info("source sha256 %s", sha256)
 
 
 if __name__ == "__main__":
-    from phenoface.runtime import run_main
+    from phenoface.runtime import run_rule
 
-    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
+    run_rule(run, snakemake)  # noqa: F821 (injected by Snakemake)

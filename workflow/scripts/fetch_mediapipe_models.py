@@ -1,6 +1,5 @@
-"""Entry script of rule fetch_mediapipe_models: the MediaPipe networks, verified."""
+"""Rule fetch_mediapipe_models: the MediaPipe networks, verified by sha256."""
 
-# No "from __future__" import: Snakemake prepends its preamble to this file.
 import logging
 import sys
 from pathlib import Path
@@ -9,17 +8,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from phenoface.errors import PhenofaceError  # noqa: E402
 from phenoface.models import fetch_mediapipe_models, mediapipe_model_paths  # noqa: E402
-from phenoface.runtime import setup_logging  # noqa: E402
 
 logger = logging.getLogger("fetch_mediapipe_models")
 
 
-def main(snakemake) -> None:
+def run(inputs: dict, outputs: dict, params) -> None:
     """Download the pinned mediapipe wheel and write the two verified networks."""
-    setup_logging(snakemake.log[0])
     outputs = {
-        "face_landmark": Path(snakemake.output.face_landmark),
-        "selfie_segmentation": Path(snakemake.output.selfie),
+        "face_landmark": Path(outputs["face_landmark"]),
+        "selfie_segmentation": Path(outputs["selfie"]),
     }
     model_dir = outputs["face_landmark"].parent
     expected = mediapipe_model_paths(model_dir)
@@ -34,6 +31,6 @@ def main(snakemake) -> None:
 
 
 if __name__ == "__main__":
-    from phenoface.runtime import run_main
+    from phenoface.runtime import run_rule
 
-    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
+    run_rule(run, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -19,7 +19,7 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
     setup_logging(snakemake.log[0])
     params = snakemake.params
     preprocessor = FacePreprocessor(
-        params.landmark_model,
+        snakemake.input.landmark_model,
         upsample=params.upsample,
         pad_fraction=params.pad_fraction,
         min_face_size=params.min_face_size,

@@ -1,23 +1,18 @@
-"""Merge the per-shard feature files into one table sorted by image id (rule merge_features)."""
+"""Rule merge_features: the per-shard feature files as one table sorted by image id."""
 
 import logging
 
+from phenoface.features import read_feature_shards
+from phenoface.io import write_npz
 
-def main(snakemake) -> None:
-    """Concatenate the shard npz files and write results/features/features.npz."""
-    from phenoface.features import read_feature_shards
-    from phenoface.io import write_npz
-    from phenoface.runtime import setup_logging
 
-    setup_logging(snakemake.log[0])
-    merged = read_feature_shards(snakemake.input.shards)
-    logging.getLogger("merge_features").info(
-        "%d images from %d shards", len(merged["image_id"]), len(snakemake.input.shards)
-    )
-    write_npz(snakemake.output.features, **merged)
+def run(inputs: dict, outputs: dict, params) -> None:
+    merged = read_feature_shards(inputs["shards"])
+    logging.getLogger("merge_features").info("%d images from %d shards", len(merged["image_id"]), len(inputs["shards"]))
+    write_npz(outputs["features"], **merged)
 
 
 if __name__ == "__main__":
-    from phenoface.runtime import run_main
+    from phenoface.runtime import run_rule
 
-    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
+    run_rule(run, snakemake)  # noqa: F821 (injected by Snakemake)

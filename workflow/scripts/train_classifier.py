@@ -1,50 +1,33 @@
-"""Train the paper's classifier head on the training half and compose it with the backbone.
+"""Rule train_classifier: the paper's head on the training half, composed with the frozen backbone."""
 
-Snakemake entry script of rule ``train_classifier``. Inputs: ``split``
-(results/split/cohort_split.csv), ``features``
-(results/features/features.npz, pooled features), ``backbone`` (the
-converted dlib ResNet weights). Params: ``training`` (the config's training
-section), ``seed``. Outputs: ``head`` (head.keras: pooled features ->
-probability), ``model`` (model.keras: chips -> probability), ``history``
-(per-batch BCE/accuracy csv), ``summary`` (training.json) and ``curves_png``
-(the paper's Figure 4A). Log: ``log[0]``.
-"""
-
-# No `from __future__` import: Snakemake prepends its preamble to entry scripts.
 import dataclasses
 import logging
-from pathlib import Path
 from typing import Any, Mapping
 
 from phenoface import io
-from phenoface.runtime import describe_device, setup_logging
+from phenoface.runtime import describe_device
 
 LOGGER = logging.getLogger("train_classifier")
 
 
-def run(
-    inputs: Mapping[str, str | Path],
-    outputs: Mapping[str, str | Path],
-    training: Mapping[str, Any],
-    seed: int,
-) -> dict[str, Any]:
+def run(inputs: Mapping[str, Any], outputs: Mapping[str, Any], params: Any) -> dict[str, Any]:
     """Train, compose, and write every output; return the summary."""
     from phenoface.backbone import load_backbone
+    from phenoface.cohort import case_labels
     from phenoface.split import read_split_table, training_half
     from phenoface.model import (
         HEAD_INPUT,
         HeadConfig,
         compose_model,
         head_diagnostics,
-        labels_from_groups,
         plot_training_curves,
         save_model,
         train_head,
     )
 
-    config = HeadConfig.from_mapping(training)
+    config, seed = HeadConfig.from_params(params), params.seed
     features, train = training_half(read_split_table(inputs["split"]), inputs["features"], HEAD_INPUT)
-    labels = labels_from_groups(train["group"])
+    labels = case_labels(train["group"])
     device = describe_device()
     LOGGER.info("device: %s", device)
     head, history = train_head(features, labels, config, seed)
@@ -85,21 +68,7 @@ def run(
     return summary
 
 
-def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
-    """Entry point: the only place that touches ``snakemake``."""
-    setup_logging(snakemake.log[0])
-    run(
-        inputs={key: getattr(snakemake.input, key) for key in ("split", "features", "backbone")},
-        outputs={
-            key: getattr(snakemake.output, key)
-            for key in ("head", "model", "history", "summary", "curves_png")
-        },
-        training=dict(snakemake.params.training),
-        seed=int(snakemake.params.seed),
-    )
+if __name__ == "__main__":
+    from phenoface.runtime import run_rule
 
-
-if __name__ == "__main__" and "snakemake" in globals():
-    from phenoface.runtime import run_main
-
-    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
+    run_rule(run, snakemake)  # noqa: F821 (injected by Snakemake)

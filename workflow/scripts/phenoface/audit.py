@@ -35,6 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .cohort import case_labels
 from .errors import PhenofaceError
 from .stats import AucResult, auc_delong, classification_summary, summarise_repeats
 
@@ -243,17 +244,6 @@ def fit_predict_logistic(
     return model.predict_proba(np.asarray(test_x, dtype=float))[:, 1]
 
 
-def labels_from_group(groups: pd.Series) -> np.ndarray:
-    """1 for ``case``, 0 for ``control``; raise on any other group."""
-    values = groups.astype(str)
-    unknown = sorted(set(values) - {"case", "control"})
-    if unknown:
-        raise PhenofaceError(
-            f"unknown group value(s) {unknown}; the split table's group must be case or control."
-        )
-    return (values == "case").to_numpy(dtype=int)
-
-
 def age_sex_matrix(table: pd.DataFrame, variables: tuple[str, ...] = ("age", "sex")) -> np.ndarray:
     """Columns for the matched variables: age (years) and/or sex (M = 1, F = 0, unknown 0.5).
 
@@ -339,7 +329,7 @@ def run_baselines(
             f"{len(absent)} cohort image(s) have no image statistics (first: {absent[0]}); "
             "the QC table and the split table disagree: re-run preprocessing and the split."
         )
-    labels = labels_from_group(split_table["group"])
+    labels = case_labels(split_table["group"])
     train = (split_table["split"] == "train").to_numpy()
     test = (split_table["split"] == "test").to_numpy()
     if not train.any() or not test.any():
@@ -503,7 +493,7 @@ def run_repeats(
         split_table = split(cohort, int(seed))
         if list(split_table["image_id"]) != list(cohort["image_id"]):
             split_table = split_table.set_index("image_id").loc[cohort["image_id"]].reset_index()
-        labels = labels_from_group(split_table["group"])
+        labels = case_labels(split_table["group"])
         train_mask = (split_table["split"] == "train").to_numpy()
         test_mask = (split_table["split"] == "test").to_numpy()
         model = train(features[train_mask], labels[train_mask], int(seed))

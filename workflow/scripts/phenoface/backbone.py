@@ -481,9 +481,6 @@ def gradients(
     }
 
 
-FEATURE_COLUMNS = {"masked": "masked_chip", "chip": "chip"}
-
-
 def read_chips(paths: Sequence[str | os.PathLike]) -> np.ndarray:
     """Read 150x150 RGB chip PNGs into one ``(N, 150, 150, 3)`` uint8 array.
 
@@ -506,34 +503,3 @@ def read_chips(paths: Sequence[str | os.PathLike]) -> np.ndarray:
     return chips
 
 
-def ok_chip_paths(
-    qc_table, source: str = "masked", table_name: str = "qc table"
-) -> tuple[list[str], list[str]]:
-    """Image ids and chip paths of the ``status == "ok"`` rows of a QC table.
-
-    Parameters
-    ----------
-    qc_table : pandas.DataFrame
-        Preprocessing QC table with ``image_id``, ``status``, ``chip`` and
-        ``masked_chip`` columns.
-    source : {"masked", "chip"}
-        Which chip column to read (``features.input``).
-    table_name : str
-        Name for error messages.
-    """
-    column = FEATURE_COLUMNS.get(source)
-    if column is None:
-        raise PhenofaceError(f"features.input is {source!r}; use one of {sorted(FEATURE_COLUMNS)}")
-    missing = {"image_id", "status", column} - set(qc_table.columns)
-    if missing:
-        raise PhenofaceError(
-            f"{table_name}: missing columns {sorted(missing)}; rerun preprocessing"
-        )
-    ok = qc_table[qc_table["status"] == "ok"]
-    empty = ok[ok[column].isna() | (ok[column].astype(str).str.strip() == "")]
-    if len(empty):
-        first = empty.iloc[0]["image_id"]
-        raise PhenofaceError(
-            f"{table_name}: {len(empty)} ok rows have no {column} path (first: {first}); rerun preprocessing"
-        )
-    return ok["image_id"].astype(str).tolist(), ok[column].astype(str).tolist()

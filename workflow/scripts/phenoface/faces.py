@@ -11,30 +11,20 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-#: Every status an image can end in (one per image, in results/qc/preprocess.tsv).
-STATUSES = {
-    "ok": "aligned, masked chip written",
-    "unreadable": "file empty, truncated, corrupt or not an image",
-    "no_face": "the HOG detector found no face",
-    "too_small": "the best face is smaller than preprocess.min_face_size",
-    "multiple_faces": "several faces and preprocess.multi_face is reject",
-    "error": "an unexpected failure on this image (see detail and the log)",
-    "not_needed": "pool row never preprocessed: not needed as a control candidate",
-}
+from .landmarks import eye_centres
+from .qc import OK
 
 #: Background that transparent pixels are flattened onto (fixed, so results
 #: never depend on the hidden colour of transparent pixels).
 ALPHA_BACKGROUND = (128, 128, 128)
 
-LEFT_EYE = slice(36, 42)  # subject's right eye, image left
-RIGHT_EYE = slice(42, 48)
 
 
 class UnreadableImage(Exception):
@@ -56,7 +46,6 @@ class FaceResult:
     chip_landmarks: np.ndarray | None = None
     image_landmarks: np.ndarray | None = None
     chip_transform: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def load_rgb(path: str | Path) -> tuple[np.ndarray, str]:
@@ -131,11 +120,6 @@ def apply_affine(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 2x3 affine transform to (N, 2) points."""
     points = np.asarray(points, dtype=np.float64)
     return points @ transform[:, :2].T + transform[:, 2]
-
-
-def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of the two eyes (mean of dlib points 36-41 and 42-47)."""
-    return landmarks[LEFT_EYE].mean(axis=0), landmarks[RIGHT_EYE].mean(axis=0)
 
 
 class FacePreprocessor:
@@ -258,7 +242,7 @@ class FacePreprocessor:
             notes.append(f"{n_faces} faces found; kept the highest-scoring")
         detail = "; ".join(notes)
         return FaceResult(
-            status="ok",
+            status=OK,
             detail=detail,
             chip=chip,
             chip_landmarks=chip_landmarks,
@@ -278,8 +262,8 @@ class FacePreprocessor:
 
     def _levelled(self, details, landmarks: np.ndarray):
         """Chip details turned about the chip centre so the eye centres are level."""
-        left, right = eye_centres(apply_affine(chip_transform(details), landmarks))
-        residual = math.atan2(right[1] - left[1], right[0] - left[0])
+        right_eye, left_eye = eye_centres(apply_affine(chip_transform(details), landmarks))
+        residual = math.atan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0])
         dims = self._dlib.chip_dims(details.rows, details.cols)
         return self._dlib.chip_details(details.rect, dims, details.angle + residual)
 
@@ -296,7 +280,7 @@ def aligned_chips(paths, limit: int | None = None, **settings) -> np.ndarray:
     chips = []
     for path in paths:
         result = preprocessor.process_file(path)
-        if result.status == "ok":
+        if result.status == OK:
             chips.append(result.chip)
         if limit is not None and len(chips) == limit:
             break

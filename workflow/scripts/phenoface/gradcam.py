@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from . import landmarks as lm
 from .backbone import CHIP_SIZE, INPUT_NAME, gradients
 from .errors import PhenofaceError
 from .stats import bh_qvalues
@@ -81,12 +82,6 @@ OFF_FACE_RATIO = 1.5
 #: Facial regions, in the priority order used where their outlines overlap.
 REGIONS = ("eyes", "brows", "nose", "mouth", "forehead", "skin", "other")
 
-# dlib / iBUG 68-point indices (0-based).
-_JAW = list(range(0, 17))
-_BROWS = (list(range(17, 22)), list(range(22, 27)))
-_NOSE = list(range(27, 36))
-_EYES = (list(range(36, 42)), list(range(42, 48)))
-_MOUTH = list(range(48, 60))
 #: Forehead height as a fraction of the nose length (points 27 to 33).
 _FOREHEAD_FRACTION = 0.6
 
@@ -321,22 +316,22 @@ def region_labels(landmarks: np.ndarray, size: int = CHIP_SIZE) -> np.ndarray:
         uint8 labels into :data:`REGIONS`.
     """
     points = np.asarray(landmarks, np.float64)
-    if points.shape != (68, 2) or not np.isfinite(points).all():
+    if points.shape != (lm.N_LANDMARKS, 2) or not np.isfinite(points).all():
         raise PhenofaceError(f"landmarks must be 68 finite (x, y) points, got shape {points.shape}")
     as_int = lambda idx: np.round(points[idx]).astype(np.int32)
     masks = {name: np.zeros((size, size), np.uint8) for name in REGIONS}
-    for eye in _EYES:
-        cv2.fillPoly(masks["eyes"], [as_int(eye)], 1)
+    for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
+        cv2.fillPoly(masks["eyes"], [as_int(list(eye))], 1)
     masks["eyes"] = cv2.dilate(masks["eyes"], np.ones((5, 5), np.uint8))
-    for brow in _BROWS:
-        cv2.polylines(masks["brows"], [as_int(brow)], False, 1, thickness=5)
-    cv2.fillConvexPoly(masks["nose"], cv2.convexHull(as_int(_NOSE)), 1)
-    cv2.fillConvexPoly(masks["mouth"], cv2.convexHull(as_int(_MOUTH)), 1)
-    brows = points[17:27]
+    for brow in (lm.RIGHT_BROW, lm.LEFT_BROW):
+        cv2.polylines(masks["brows"], [as_int(list(brow))], False, 1, thickness=5)
+    cv2.fillConvexPoly(masks["nose"], cv2.convexHull(as_int(list(lm.NOSE))), 1)
+    cv2.fillConvexPoly(masks["mouth"], cv2.convexHull(as_int(list(lm.OUTER_MOUTH))), 1)
+    brows = lm.points(points, lm.BROWS)
     lift = _FOREHEAD_FRACTION * np.linalg.norm(points[33] - points[27])
     band = np.concatenate([brows, (brows - [0.0, lift])[::-1]])
     cv2.fillPoly(masks["forehead"], [np.round(band).astype(np.int32)], 1)
-    cv2.fillConvexPoly(masks["skin"], cv2.convexHull(as_int(_JAW + list(range(17, 27)))), 1)
+    cv2.fillConvexPoly(masks["skin"], cv2.convexHull(as_int([*lm.JAW, *lm.BROWS])), 1)
     labels = np.full((size, size), REGIONS.index("other"), np.uint8)
     for index in reversed(range(len(REGIONS) - 1)):
         labels[masks[REGIONS[index]] > 0] = index

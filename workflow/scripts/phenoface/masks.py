@@ -53,6 +53,7 @@ import cv2
 import numpy as np
 
 from .errors import PhenofaceError
+from .landmarks import BROWS, CHIN, eye_centres, points
 from .models import MEDIAPIPE_MODELS, MEDIAPIPE_SUBDIR, mediapipe_model_paths, verify_sha256
 
 METHODS = ("face_mesh", "portrait", "landmark_hull", "none")
@@ -87,10 +88,6 @@ MIN_PORTRAIT_FRACTION = 0.05
 #: Forehead height above the brows, as a fraction of the eye-to-chin distance.
 FOREHEAD_FRACTION = 0.4
 
-_BROWS = slice(17, 27)
-_RIGHT_EYE = slice(36, 42)  # subject's right eye, image left
-_LEFT_EYE = slice(42, 48)
-_CHIN = 8
 
 
 @dataclass(frozen=True)
@@ -170,10 +167,10 @@ def forehead_points(
         (10, 2) points: brows moved along the chin-to-eyes direction.
     """
     landmarks = np.asarray(chip_landmarks, dtype=np.float64)
-    eyes_mid = (landmarks[_RIGHT_EYE].mean(axis=0) + landmarks[_LEFT_EYE].mean(axis=0)) / 2
-    up = eyes_mid - landmarks[_CHIN]
+    right_eye, left_eye = eye_centres(landmarks)
+    up = (right_eye + left_eye) / 2 - landmarks[CHIN]
     # ``up`` has length eye-to-chin, so scaling it gives the lift directly.
-    return landmarks[_BROWS] + forehead_fraction * up
+    return points(landmarks, BROWS) + forehead_fraction * up
 
 
 def landmark_hull_mask(
@@ -229,7 +226,11 @@ def apply_mask(chip: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def _square_input(
     chip: np.ndarray, context: float, size: int, border: int
 ) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Pad a chip to a square with ``context`` of border, resize to ``size``, scale to [0, 1]."""
+    """Pad a chip to a square with ``context`` of border, resize to ``size``, scale to [0, 1].
+
+    Returns the (1, size, size, 3) float32 tensor, padded-image pixels per
+    input pixel, and the (left, top) padding to subtract when mapping back.
+    """
     height, width = chip.shape[:2]
     side = int(round(max(height, width) * (1 + 2 * context)))
     top = (side - height) // 2
@@ -243,48 +244,14 @@ def _square_input(
 def mesh_input(
     chip: np.ndarray, context: float = MESH_CONTEXT
 ) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Pad a chip to a square with context and make the face-mesh input tensor.
-
-    Parameters
-    ----------
-    chip : np.ndarray
-        uint8 (H, W, 3) RGB chip.
-    context : float
-        Border added on each side, as a fraction of the chip's larger side.
-
-    Returns
-    -------
-    tensor : np.ndarray
-        float32 (1, 192, 192, 3) in [0, 1].
-    scale : float
-        Padded-image pixels per input pixel.
-    offset : (int, int)
-        (left, top) padding, to subtract when mapping back to the chip.
-    """
+    """The face-mesh input (1, 192, 192, 3): the chip padded square with replicated context."""
     return _square_input(chip, context, MESH_INPUT_SIZE, cv2.BORDER_REPLICATE)
 
 
 def selfie_input(
     chip: np.ndarray, context: float = SELFIE_CONTEXT
 ) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Pad a chip with a black border and make the selfie-segmentation input tensor.
-
-    Parameters
-    ----------
-    chip : np.ndarray
-        uint8 (H, W, 3) RGB chip.
-    context : float
-        Border added on each side, as a fraction of the chip's larger side.
-
-    Returns
-    -------
-    tensor : np.ndarray
-        float32 (1, 256, 256, 3) in [0, 1].
-    scale : float
-        Padded-image pixels per input pixel.
-    offset : (int, int)
-        (left, top) padding.
-    """
+    """The selfie-segmentation input (1, 256, 256, 3): the chip padded square with black."""
     return _square_input(chip, context, SELFIE_INPUT_SIZE, cv2.BORDER_CONSTANT)
 
 

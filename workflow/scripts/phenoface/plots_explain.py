@@ -17,18 +17,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import landmarks as lm  # noqa: E402
 from .gradcam import REGIONS  # noqa: E402
 
 #: Landmark runs drawn as the face outline (closed runs marked True).
 OUTLINE_RUNS = (
-    (range(0, 17), False),  # jaw
-    (range(17, 22), False),  # brows
-    (range(22, 27), False),
-    (range(27, 31), False),  # nose bridge
-    (range(31, 36), False),  # nose base
-    (range(36, 42), True),  # eyes
-    (range(42, 48), True),
-    (range(48, 60), True),  # outer lips
+    (lm.JAW, False),
+    (lm.RIGHT_BROW, False),
+    (lm.LEFT_BROW, False),
+    (lm.NOSE_BRIDGE, False),
+    (lm.NOSE_BASE, False),
+    (lm.RIGHT_EYE, True),
+    (lm.LEFT_EYE, True),
+    (lm.OUTER_MOUTH, True),
 )
 
 MAP_TITLES = {

@@ -14,7 +14,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .morphometry import GROUPS, INDEX_NAMES, REGIONS, SEXES, SUBSETS, AverageFaces, LandmarkTest
+from .landmarks import GROUPS as LANDMARK_GROUPS
+from .cohort import GROUPS, SEXES
+from .average_faces import AverageFaces
+from .shape import INDEX_NAMES
+from .shape_tests import SUBSETS, LandmarkTest
 
 CASE_COLOUR = "#d62728"
 CONTROL_COLOUR = "#1f77b4"
@@ -29,7 +33,7 @@ INDEX_LABELS = {
     "par": "perimeter-to-area (PAR)",
 }
 #: Outline pieces drawn as lines (closed ones joined end to start).
-OUTLINE_PIECES = [(REGIONS[name], name.startswith(("eye", "mouth"))) for name in REGIONS]
+OUTLINE_PIECES = [(indices, name.startswith(("eye", "mouth"))) for name, indices in LANDMARK_GROUPS.items()]
 
 
 def face_shown(n: int, min_group_size: int, show_faces: bool) -> bool:

@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from .errors import PhenofaceError
-from .sampling import COHORT_COLUMNS, SEX_ORDER, stratum_labels
+from .cohort import COHORT_COLUMNS, SEXES
+from .sampling import stratum_labels
 
 LOGGER = logging.getLogger(__name__)
 
-#: Facial-adiposity indices reported per strength (see :func:`phenoface.morphometry.shape_indices`).
+#: Facial-adiposity indices reported per strength (see :func:`phenoface.shape.shape_indices`).
 INDICES = ("fwhr", "cjwr", "par")
 POWER_COLUMNS = [
     "strength", "repeat", "auc", "auc_ci_low", "auc_ci_high", "accuracy", "n_train", "n_test",
@@ -90,7 +91,7 @@ def draw_power_sample(
         raise PhenofaceError(f"power.n is {n}; a power study needs at least 4 faces (2 per group)")
     table = sheet.copy()
     table["stratum"] = stratum_labels(table, age_bins, match_on)
-    has_sex = table["sex"].fillna("").astype(str).isin(SEX_ORDER)
+    has_sex = table["sex"].fillna("").astype(str).isin(SEXES)
     eligible = table[(table["stratum"] != "") & has_sex].sort_values("image_id", kind="stable")
     if len(eligible) < n:
         raise PhenofaceError(

@@ -12,33 +12,12 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from .faces import FacePreprocessor, eye_centres
+from .faces import FacePreprocessor
 from .io import write_png, write_text
+from .landmarks import eye_centres
+from .qc import NOT_NEEDED, OK, QC_COLUMNS
 
 LOGGER = logging.getLogger(__name__)
-
-#: Columns of a shard's QC table and of results/qc/preprocess.tsv, in order.
-QC_COLUMNS = [
-    "image_id",
-    "sheet",
-    "path",
-    "chip",
-    "masked_chip",
-    "mask",
-    "landmarks",
-    "status",
-    "detail",
-    "n_faces",
-    "det_score",
-    "face_width",
-    "image_width",
-    "image_height",
-    "image_format",
-    "mask_method",
-    "mask_fraction",
-    "eye_dy",
-    "seconds",
-]
 
 
 def empty_qc_row(image_id: str, sheet: str, path: str, status: str, detail: str) -> dict:
@@ -71,7 +50,7 @@ def preprocess_image(
             image_format=result.image_format,
             face_width=result.face_rect[2] if result.face_rect else "",
         )
-        if result.status == "ok":
+        if result.status == OK:
             masked = masker(result.chip, result.chip_landmarks)
             masked_chip = apply_mask(result.chip, masked.mask)
             files = {
@@ -83,7 +62,7 @@ def preprocess_image(
             write_png(files["chip"], result.chip)
             write_png(files["mask"], masked.mask)
             write_png(files["masked_chip"], masked_chip)
-            left, right = eye_centres(result.chip_landmarks)
+            right_eye, left_eye = eye_centres(result.chip_landmarks)
             record = {
                 "image_id": image_id,
                 "path": path,
@@ -102,7 +81,7 @@ def preprocess_image(
             row.update(
                 mask_method=masked.method,
                 mask_fraction=float((masked.mask > 0).mean()),
-                eye_dy=float(abs(right[1] - left[1])),
+                eye_dy=float(abs(left_eye[1] - right_eye[1])),
             )
             if masked.method != masker.method:
                 # Only a fallback is worth a note; the usual mask detail is in the JSON record.
@@ -160,7 +139,7 @@ def summarize_qc(sheet_rows: pd.DataFrame, shard_tables: list[pd.DataFrame]) -> 
         raise ValueError(f"case images without a QC row: {list(not_cases['image_id'])[:5]}")
     skipped = pd.DataFrame(
         [
-            empty_qc_row(r.image_id, r.sheet, r.path, "not_needed", "not drawn as a control candidate")
+            empty_qc_row(r.image_id, r.sheet, r.path, NOT_NEEDED, "not drawn as a control candidate")
             for r in untried.itertuples()
         ],
         columns=QC_COLUMNS,
@@ -169,6 +148,17 @@ def summarize_qc(sheet_rows: pd.DataFrame, shard_tables: list[pd.DataFrame]) -> 
     order = {image_id: position for position, image_id in enumerate(sheet_rows["image_id"])}
     table = table.assign(_order=table["image_id"].map(order)).sort_values("_order").drop(columns="_order")
     return table.reset_index(drop=True)
+
+
+def contact_sheet_sample(qc: pd.DataFrame, size: int, seed: int) -> list[str]:
+    """Masked chips of up to ``size`` ok images, a seeded sample in QC-table order."""
+    from .runtime import make_rng
+
+    ok = qc.loc[qc["status"] == OK, "masked_chip"].tolist()
+    if not ok:
+        return []
+    chosen = make_rng(seed).choice(len(ok), size=min(len(ok), size), replace=False)
+    return [ok[index] for index in sorted(chosen)]
 
 
 def contact_sheet(paths: list[str], columns: int = 8, tile: int = 150) -> np.ndarray:

@@ -53,7 +53,11 @@ def code_version(repo: str | Path) -> dict[str, str | bool | None]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
-def provenance(config: dict, files: dict[str, str], repo: str | Path) -> dict:
+#: The repository this library is part of (workflow/scripts/phenoface/ -> the root).
+REPO = Path(__file__).resolve().parents[3]
+
+
+def provenance(config: dict, files: dict[str, str], repo: str | Path = REPO) -> dict:
     """A JSON-ready record: config, sha256 of each named file, code and environment."""
     return {
         "config": config,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from phenoface.report_html import escape, html_table, page
-from phenoface.sampling import QC_STATUSES
+from phenoface.qc import STATUSES as QC_STATUSES
 
 #: Rows shown on a table page; the CSV holds the rest.
 MAX_ROWS = 300

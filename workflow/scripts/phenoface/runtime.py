@@ -78,3 +78,17 @@ def run_main(main, snakemake) -> None:
         logging.getLogger("phenoface").error("%s", error)
         sys.stderr.write(f"\nphenoface: {error}\n\n")
         raise SystemExit(1) from None
+
+
+def run_rule(run, snakemake) -> None:
+    """An entry script's whole ``__main__``: log to the rule's log, call ``run(inputs, outputs, params)``.
+
+    ``inputs`` and ``outputs`` are dicts of the rule's named files; ``params``
+    is ``snakemake.params`` (settings read by name).
+    """
+
+    def main(snakemake) -> None:
+        setup_logging(snakemake.log[0])
+        run(dict(snakemake.input.items()), dict(snakemake.output.items()), snakemake.params)
+
+    run_main(main, snakemake)

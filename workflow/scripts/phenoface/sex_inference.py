@@ -42,7 +42,9 @@ from .errors import PhenofaceError
 from .features import read_feature_shards
 from .io import write_npz
 from .runtime import make_rng
-from .sampling import NOT_NEEDED, OK, SEX_ORDER, age_bin_labels, label_ages
+from .cohort import SEXES
+from .qc import NOT_NEEDED, OK
+from .sampling import age_bin_labels, label_ages
 
 LOGGER = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ def sex_pipeline(seed: int) -> Pipeline:
 def _female(sex: Sequence[str]) -> np.ndarray:
     """1 for ``F``, 0 for ``M``; raises on anything else."""
     values = pd.Series(list(sex), dtype=object).astype(str)
-    if not values.isin(SEX_ORDER).all():
+    if not values.isin(SEXES).all():
         raise PhenofaceError("sex classifier: every training row needs sex M or F")
     return values.eq("F").to_numpy(dtype=int)
 
@@ -338,7 +340,7 @@ def expected_sex_shares(
     inferred = seen["sex_source"].eq("inferred")
     return {
         sex: (float((inferred & seen["sex"].eq(sex)).sum()) + PRIOR_WEIGHT * prior / 2) / (len(seen) + PRIOR_WEIGHT)
-        for sex in SEX_ORDER
+        for sex in SEXES
     }
 
 
@@ -374,7 +376,7 @@ def plan_unknown_candidates(
     for age_bin, rows in untried.groupby("age_bin", sort=True):
         shares = expected_sex_shares(inferred_pool, report, str(age_bin))
         rows_needed = 0.0
-        for sex in SEX_ORDER:
+        for sex in SEXES:
             stratum = f"{sex}|{age_bin}"
             short = (
                 int(needed.get(stratum, 0))

@@ -1,6 +1,6 @@
 """Shape-normalised average faces: each chip warped to its group's mean shape, then averaged.
 
-A pixel average of aligned chips (:func:`phenoface.morphometry.average_faces`)
+A pixel average of aligned chips (:func:`phenoface.average_faces.average_faces`)
 blurs wherever faces differ in shape, so a group difference in shape (a wider
 jaw) shows as a soft edge at best. Warping every chip piecewise-affinely onto
 its group's mean landmark shape first puts each face's jaw, eyes and mouth on
@@ -24,7 +24,7 @@ from scipy.spatial import Delaunay
 from skimage.transform import warp
 
 from .io import read_rgb_png
-from .morphometry import AverageFaces
+from .average_faces import AverageFaces
 
 LOGGER = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def shape_normalised_averages(
     ----------
     images : pandas.DataFrame
         Rows with ``group``, ``sex``, ``chip_path`` (as for
-        :func:`phenoface.morphometry.average_faces`).
+        :func:`phenoface.average_faces.average_faces`).
     landmarks : numpy.ndarray
         ``(n, 68, 2)`` chip landmarks, same rows.
     faces : AverageFaces

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .cohort import GROUPS
 from .errors import PhenofaceError
 
 REQUIRED_COLUMNS = ("image", "age", "sex")
@@ -35,7 +36,6 @@ CONFIG_KEYS = {
 }
 #: Sheet kinds whose rows may leave sex empty.
 SEX_OPTIONAL = ("pool", "reference")
-GROUPS = ("case", "control")
 
 
 def _line(index: int) -> int:

@@ -198,9 +198,9 @@ def stratified_bootstrap(
     scores: Sequence[float] | np.ndarray,
     statistic: Callable[[np.ndarray, np.ndarray], float],
     rng: np.random.Generator,
-    n_boot: int = 2000,
+    n_boot: int,
 ) -> np.ndarray:
-    """Bootstrap replicates of ``statistic(y, scores)``, resampling each class apart.
+    """Bootstrap replicates of ``statistic(y, scores)``, resampling each class apart (both must be present).
 
     Parameters
     ----------
@@ -218,6 +218,8 @@ def stratified_bootstrap(
     ndarray, shape (n_boot,)
     """
     labels = _as_binary(y_true)
+    if labels.sum() == 0 or labels.sum() == labels.size:
+        raise ValueError("a stratified bootstrap needs both classes")
     values = _as_scores(scores, labels.size)
     case_index = np.flatnonzero(labels == 1)
     control_index = np.flatnonzero(labels == 0)
@@ -233,26 +235,12 @@ def stratified_bootstrap(
     return replicates
 
 
-def bootstrap_ci(
-    y_true: Sequence[int] | np.ndarray,
-    scores: Sequence[float] | np.ndarray,
-    statistic: Callable[[np.ndarray, np.ndarray], float],
-    rng: np.random.Generator,
-    n_boot: int = 2000,
-    confidence: float = 0.95,
-) -> tuple[float, float]:
-    """Stratified bootstrap percentile interval of ``statistic``.
-
-    Both classes must be present (raise ``ValueError`` otherwise).
-    Replicates where the statistic is NaN are ignored.
-    """
-    labels = _as_binary(y_true)
-    if labels.sum() == 0 or labels.sum() == labels.size:
-        raise ValueError("a stratified bootstrap needs both classes")
-    replicates = stratified_bootstrap(labels, scores, statistic, rng, n_boot)
-    replicates = replicates[np.isfinite(replicates)]
+def bootstrap_ci(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap ``replicates`` (NaN replicates are ignored)."""
+    finite = np.asarray(replicates, dtype=float)
+    finite = finite[np.isfinite(finite)]
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(replicates, [tail, 100 - tail])
+    low, high = np.percentile(finite, [tail, 100 - tail])
     return float(low), float(high)
 
 

@@ -6,12 +6,15 @@ import json
 import math
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from phenoface import io, morphometry
+from phenoface import average_faces, io, shape, shape_tests
+from phenoface.cohort import read_cohort
 from phenoface.errors import PhenofaceError
 
 JAW = np.arange(0, 17)
@@ -60,10 +63,10 @@ def synthetic_cohort(
         for index in range(n_per_group):
             sex = "M" if index % 2 else "F"
             stratum = f"{sex}|{'20-29' if index % 4 < 2 else '30-39'}"
-            shape = widen_jaw(base, case_widening) if group == "case" else base.copy()
-            shape = shape + rng.normal(0, noise, shape.shape)
-            shape = similarity(shape, rng.uniform(-0.1, 0.1), rng.uniform(0.9, 1.1), rng.uniform(-3, 3, 2))
-            shapes.append(shape)
+            face = widen_jaw(base, case_widening) if group == "case" else base.copy()
+            face = face + rng.normal(0, noise, face.shape)
+            face = similarity(face, rng.uniform(-0.1, 0.1), rng.uniform(0.9, 1.1), rng.uniform(-3, 3, 2))
+            shapes.append(face)
             age = 20 + (index % 4 >= 2) * 10 + int(rng.integers(0, 10))
             rows.append(
                 {
@@ -78,15 +81,15 @@ def synthetic_cohort(
 
 
 @pytest.fixture(scope="module")
-def widened_comparison() -> morphometry.Comparison:
+def widened_comparison() -> shape_tests.Comparison:
     images, shapes = synthetic_cohort(np.random.default_rng(1), 40, 1.06)
-    return morphometry.compare_groups(images, shapes, np.random.default_rng(2), n_permutations=400)
+    return shape_tests.compare_groups(images, shapes, np.random.default_rng(2), n_permutations=400)
 
 
 @pytest.fixture(scope="module")
-def null_comparison() -> morphometry.Comparison:
+def null_comparison() -> shape_tests.Comparison:
     images, shapes = synthetic_cohort(np.random.default_rng(3), 40, 1.0)
-    return morphometry.compare_groups(images, shapes, np.random.default_rng(4), n_permutations=400)
+    return shape_tests.compare_groups(images, shapes, np.random.default_rng(4), n_permutations=400)
 
 
 # --------------------------------------------------------------------------- Procrustes
@@ -99,11 +102,11 @@ def test_procrustes_ignores_pose_and_size() -> None:
     moved = np.stack(
         [similarity(s, rng.uniform(-0.5, 0.5), rng.uniform(0.5, 3), rng.uniform(-50, 50, 2)) for s in shapes]
     )
-    first, second = morphometry.generalized_procrustes(shapes), morphometry.generalized_procrustes(moved)
+    first, second = shape.generalized_procrustes(shapes), shape.generalized_procrustes(moved)
     np.testing.assert_allclose(second.aligned, first.aligned, atol=1e-7)
     np.testing.assert_allclose(second.mean_shape, first.mean_shape, atol=1e-7)
     np.testing.assert_allclose(
-        morphometry.shape_indices(moved).to_numpy(), morphometry.shape_indices(shapes).to_numpy(), rtol=1e-9
+        shape.shape_indices(moved).to_numpy(), shape.shape_indices(shapes).to_numpy(), rtol=1e-9
     )
 
 
@@ -113,21 +116,21 @@ def test_procrustes_output_is_centred_unit_size_and_upright() -> None:
     shapes = np.stack(
         [similarity(template_face(), 0.7, 2.0, (10, 10)) + rng.normal(0, 1, (68, 2)) for _ in range(6)]
     )
-    result = morphometry.generalized_procrustes(shapes)
+    result = shape.generalized_procrustes(shapes)
     np.testing.assert_allclose(result.aligned.mean(axis=1), 0, atol=1e-12)
-    np.testing.assert_allclose(morphometry.centroid_size(result.aligned), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(shape.centroid_size(result.aligned), 1.0, rtol=1e-12)
     eye_vector = result.mean_shape[42:48].mean(axis=0) - result.mean_shape[36:42].mean(axis=0)
     assert eye_vector[0] > 0 and abs(eye_vector[1]) < 1e-9
-    np.testing.assert_allclose(result.centroid_sizes, morphometry.centroid_size(shapes))
+    np.testing.assert_allclose(result.centroid_sizes, shape.centroid_size(shapes))
 
 
 def test_procrustes_does_not_reflect() -> None:
     """A mirror image is not folded onto the original: reflection is not a Procrustes move here."""
-    shape = template_face()
-    shape[8] += (0, 15)  # an asymmetric chin keeps the mirror image distinct
-    shape[16] += (8, -5)
-    mirrored = shape * np.array([-1.0, 1.0])
-    result = morphometry.generalized_procrustes(np.stack([shape, mirrored]))
+    face = template_face()
+    face[8] += (0, 15)  # an asymmetric chin keeps the mirror image distinct
+    face[16] += (8, -5)
+    mirrored = face * np.array([-1.0, 1.0])
+    result = shape.generalized_procrustes(np.stack([face, mirrored]))
     assert np.abs(result.aligned[0] - result.aligned[1]).max() > 0.01
 
 
@@ -137,13 +140,13 @@ def test_procrustes_does_not_reflect() -> None:
 def test_shape_indices_of_the_template_by_hand() -> None:
     """FWHR, CJWR and PAR equal the hand-computed values of the template's landmarks."""
     points = template_face()
-    indices = morphometry.shape_indices(points[None])
+    indices = shape.shape_indices(points[None])
     brow_mid = (points[21] + points[22]) / 2
     assert indices.loc[0, "fwhr"] == pytest.approx(110 / np.linalg.norm(brow_mid - points[51]))
     assert indices.loc[0, "cjwr"] == pytest.approx(
         np.linalg.norm(points[1] - points[15]) / np.linalg.norm(points[4] - points[12])
     )
-    unit = (points - points.mean(axis=0)) / morphometry.centroid_size(points)
+    unit = (points - points.mean(axis=0)) / shape.centroid_size(points)
     outline = np.concatenate([unit[0:17], unit[26:16:-1]])
     closed = np.vstack([outline, outline[:1]])
     perimeter = np.linalg.norm(np.diff(closed, axis=0), axis=1).sum()
@@ -155,7 +158,7 @@ def test_polygon_area_of_a_unit_square() -> None:
     """The shoelace area and perimeter of a unit square are 1 and 4, whatever the winding."""
     square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float)
     for polygon in (square, square[::-1]):
-        perimeter, area = morphometry.polygon_perimeter_area(polygon)
+        perimeter, area = shape.polygon_perimeter_area(polygon)
         assert (perimeter, area) == pytest.approx((4.0, 1.0))
 
 
@@ -167,7 +170,7 @@ def test_permutation_keeps_group_counts_per_stratum() -> None:
     rng = np.random.default_rng(0)
     strata = np.array(["a"] * 10 + ["b"] * 7 + ["c"] * 3)
     labels = np.array([1] * 4 + [0] * 6 + [1] * 5 + [0] * 2 + [0] * 3)
-    permuted = morphometry.permute_within_strata(labels, strata, rng, 500)
+    permuted = shape_tests.permute_within_strata(labels, strata, rng, 500)
     assert permuted.shape == (500, 20)
     for stratum in "abc":
         members = strata == stratum
@@ -182,7 +185,7 @@ def test_ols_effect_matches_linregress_without_covariates() -> None:
     rng = np.random.default_rng(0)
     group = np.repeat([0.0, 1.0], 30)
     y = 2.0 + 0.7 * group + rng.normal(0, 1, 60)
-    effect = morphometry.ols_effect(y, group, {})
+    effect = shape_tests.ols_effect(y, group, {})
     reference = scipy_stats.linregress(group, y)
     assert (effect.coef, effect.se, effect.p) == pytest.approx(
         (reference.slope, reference.stderr, reference.pvalue), rel=1e-9
@@ -198,7 +201,7 @@ def test_ols_effect_recovers_known_adjusted_difference() -> None:
     age = 30 + 20 * group + rng.normal(0, 8, n)  # cases older: a crude difference would be biased
     sex = rng.integers(0, 2, n).astype(float)
     y = 1.0 + 2.5 * group + 0.3 * age + 0.8 * sex + rng.normal(0, 1, n)
-    effect = morphometry.ols_effect(y, group, {"age": age, "sex": sex})
+    effect = shape_tests.ols_effect(y, group, {"age": age, "sex": sex})
     assert abs(effect.coef - 2.5) < 3 * effect.se
     assert 0.05 < effect.se < 0.5 and effect.p < 1e-6
     assert effect.covariates == "age+sex" and effect.df == n - 4
@@ -207,11 +210,11 @@ def test_ols_effect_recovers_known_adjusted_difference() -> None:
 def test_ols_effect_reports_rank_deficiency() -> None:
     """A covariate identical to the group gives NaN and a note, not a fake estimate."""
     group = np.repeat([0.0, 1.0], 5)
-    effect = morphometry.ols_effect(np.arange(10.0), group, {"copy": group})
+    effect = shape_tests.ols_effect(np.arange(10.0), group, {"copy": group})
     assert math.isnan(effect.coef) and "rank" in effect.note
 
 
-def test_landmark_test_finds_widened_jaw(widened_comparison: morphometry.Comparison) -> None:
+def test_landmark_test_finds_widened_jaw(widened_comparison: shape_tests.Comparison) -> None:
     """Cases with a 6% wider jaw: jaw points move outward with q < 0.05 and the global test is small."""
     table = widened_comparison.landmark_tests
     everyone = table[table["subset"] == "all"].set_index("landmark")
@@ -226,7 +229,7 @@ def test_landmark_test_finds_widened_jaw(widened_comparison: morphometry.Compari
     assert widened_comparison.summary["subsets"]["all"]["procrustes_distance_p"] < 0.01
 
 
-def test_landmark_test_null_finds_nothing(null_comparison: morphometry.Comparison) -> None:
+def test_landmark_test_null_finds_nothing(null_comparison: shape_tests.Comparison) -> None:
     """Cases and controls from one distribution: no landmark has q < 0.05 and the global p is not small."""
     table = null_comparison.landmark_tests
     everyone = table[table["subset"] == "all"]
@@ -235,7 +238,7 @@ def test_landmark_test_null_finds_nothing(null_comparison: morphometry.Compariso
     assert any("no landmark shift survives" in w for w in null_comparison.warnings)
 
 
-def test_shape_index_test_finds_wider_face(widened_comparison: morphometry.Comparison) -> None:
+def test_shape_index_test_finds_wider_face(widened_comparison: shape_tests.Comparison) -> None:
     """A 6% wider jaw raises FWHR by about 6%: positive difference, CI above 0, small permutation and adjusted p."""
     tests = widened_comparison.shape_tests.set_index(["subset", "index"])
     fwhr = tests.loc[("all", "fwhr")]
@@ -246,7 +249,7 @@ def test_shape_index_test_finds_wider_face(widened_comparison: morphometry.Compa
     assert fwhr["adj_diff"] == pytest.approx(fwhr["diff"], rel=0.2)
 
 
-def test_shape_index_test_null(null_comparison: morphometry.Comparison) -> None:
+def test_shape_index_test_null(null_comparison: shape_tests.Comparison) -> None:
     """Without a difference every index CI of all faces covers 0."""
     tests = null_comparison.shape_tests
     everyone = tests[tests["subset"] == "all"]
@@ -257,7 +260,7 @@ def test_small_subset_gets_a_row_saying_why() -> None:
     """A sex with a single case is not tested but keeps one landmark row and one row per index with the reason."""
     images, shapes = synthetic_cohort(np.random.default_rng(0), 6, 1.0)
     keep = ~((images["sex"] == "F") & (images["group"] == "case") & (images["image_id"] != "case_000"))
-    comparison = morphometry.compare_groups(
+    comparison = shape_tests.compare_groups(
         images[keep], shapes[keep.to_numpy()], np.random.default_rng(0), 100
     )
     female = comparison.landmark_tests[comparison.landmark_tests["subset"] == "F"]
@@ -301,9 +304,9 @@ def write_synthetic_run(root: Path, n_per_cell: int = 3, values: dict | None = N
 
 
 def load_synthetic(root: Path) -> pd.DataFrame:
-    cohort = morphometry.read_cohort(root / "cohort" / "cohort.csv")
+    cohort = read_cohort(root / "cohort" / "cohort.csv")
     qc = pd.read_csv(root / "qc" / "preprocess.tsv", sep="\t", dtype=str, keep_default_na=False)
-    return morphometry.cohort_images(cohort, qc, "chip")
+    return shape.cohort_images(cohort, qc, "chip")
 
 
 def test_average_of_constant_chips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -311,8 +314,8 @@ def test_average_of_constant_chips(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     write_synthetic_run(tmp_path, n_per_cell=3)
     images = load_synthetic(tmp_path)
-    landmarks = morphometry.read_landmarks(images["landmarks_path"], images["image_id"])
-    faces = morphometry.average_faces(images, landmarks)
+    landmarks = shape.read_landmarks(images["landmarks_path"], images["image_id"])
+    faces = average_faces.average_faces(images, landmarks)
     assert list(zip(faces.group, faces.sex)) == [
         ("case", "M"),
         ("case", "F"),
@@ -325,7 +328,7 @@ def test_average_of_constant_chips(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     cell = faces.cell("control", "F")
     rows = (images["group"] == "control") & (images["sex"] == "F")
     np.testing.assert_allclose(faces.mean_landmarks[cell], landmarks[rows.to_numpy()].mean(axis=0))
-    table = morphometry.landmarks_mean_table(faces)
+    table = average_faces.landmarks_mean_table(faces)
     assert len(table) == 4 * 68 and set(table["n"]) == {3}
 
 
@@ -338,17 +341,17 @@ def test_cohort_image_not_ok_is_named(tmp_path: Path) -> None:
         [{"image_id": "img7", "status": "no_face", "chip": "", "masked_chip": "", "landmarks": ""}]
     )
     with pytest.raises(PhenofaceError, match="img7.*no_face"):
-        morphometry.cohort_images(cohort, qc)
+        shape.cohort_images(cohort, qc)
 
 
 def test_missing_and_malformed_landmarks_are_named(tmp_path: Path) -> None:
     """A missing record and one with 67 points each raise an error naming the image and file."""
     with pytest.raises(PhenofaceError, match="img1.*missing"):
-        morphometry.read_landmarks([tmp_path / "nope.json"], ["img1"])
+        shape.read_landmarks([tmp_path / "nope.json"], ["img1"])
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"landmarks_chip": [[0, 0]] * 67}))
     with pytest.raises(PhenofaceError, match=r"bad\.json.*img2.*\(67, 2\)"):
-        morphometry.read_landmarks([bad], ["img2"])
+        shape.read_landmarks([bad], ["img2"])
 
 
 def test_entry_scripts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -362,7 +365,7 @@ def test_entry_scripts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     faces_out = {"figure": "faces/average_faces.png", "npz": "faces/average_faces.npz",
                  "landmarks": "faces/landmarks_mean.csv"}  # fmt: skip
     build_average_faces.run(
-        inputs, faces_out, {"source": "masked", "min_group_size": 20, "show_faces": False}
+        inputs, faces_out, SimpleNamespace(source="masked", min_group_size=20, show_faces=False)
     )
     with np.load(faces_out["npz"]) as data:
         assert data["mean_chip"].dtype == np.uint8 and data["mean_chip"].shape == (4, 150, 150, 3)
@@ -373,9 +376,9 @@ def test_entry_scripts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     compare_out = {key: f"faces/{key}.{'json' if key == 'summary' else 'png' if key.endswith('png') else 'csv'}"
                    for key in compare_landmarks.OUTPUT_KEYS}  # fmt: skip
-    compare_landmarks.run(inputs, compare_out, {"seed": 7, "n_permutations": 100, "min_group_size": 20})
+    compare_landmarks.run(inputs, compare_out, SimpleNamespace(seed=7, n_permutations=100, min_group_size=20))
     landmark_tests = pd.read_csv(compare_out["landmark_tests"], keep_default_na=False)
-    assert list(landmark_tests.columns) == morphometry.LANDMARK_TEST_COLUMNS
+    assert list(landmark_tests.columns) == shape_tests.LANDMARK_TEST_COLUMNS
     assert (landmark_tests["subset"].value_counts() == 68).all()
     indices = pd.read_csv(compare_out["shape_indices"])
     assert (
@@ -389,7 +392,7 @@ def test_entry_scripts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert any("min_group_size" in w for w in summary["warnings"])
     # Same seed, same numbers.
     first = landmark_tests["p_value"].to_numpy()
-    compare_landmarks.run(inputs, compare_out, {"seed": 7, "n_permutations": 100, "min_group_size": 20})
+    compare_landmarks.run(inputs, compare_out, SimpleNamespace(seed=7, n_permutations=100, min_group_size=20))
     np.testing.assert_array_equal(pd.read_csv(compare_out["landmark_tests"])["p_value"].to_numpy(), first)
 
 
@@ -407,12 +410,12 @@ def test_real_face_indices_are_plausible(faces_dir: Path) -> None:
         if result.status == "ok":
             landmarks.append(result.chip_landmarks)
     assert len(landmarks) >= 25
-    indices = morphometry.shape_indices(np.stack(landmarks))
+    indices = shape.shape_indices(np.stack(landmarks))
     assert np.isfinite(indices.to_numpy()).all()
     assert indices["fwhr"].between(1.3, 2.6).all()
     assert indices["cjwr"].between(1.0, 1.5).all()
     assert indices["par"].between(11.0, 17.0).all()
-    aligned = morphometry.generalized_procrustes(np.stack(landmarks))
+    aligned = shape.generalized_procrustes(np.stack(landmarks))
     assert aligned.n_iterations < 100
 
 
@@ -424,10 +427,10 @@ def test_index_group_test_codes_unknown_sex_as_its_own_level() -> None:
     age = rng.integers(20, 60, n).astype(float)
     values = rng.normal(size=n) + 0.5 * is_case
     mixed = np.array(["M", "F"] * 15 + [""] * 10)
-    result = morphometry.index_group_test(values, is_case, ["s"] * n, age, mixed, rng, 50)
+    result = shape_tests.index_group_test(values, is_case, ["s"] * n, age, mixed, rng, 50)
     assert result["adj_covariates"] == "age+sex+sex_unknown"
     women = np.array(["F"] * 30 + [""] * 10)
-    result = morphometry.index_group_test(values, is_case, ["s"] * n, age, women, rng, 50)
+    result = shape_tests.index_group_test(values, is_case, ["s"] * n, age, women, rng, 50)
     assert result["adj_covariates"] == "age+sex_unknown" and math.isfinite(result["adj_se"])
     known = np.array(["M", "F"] * 20)
-    assert morphometry.index_group_test(values, is_case, ["s"] * n, age, known, rng, 50)["adj_covariates"] == "age+sex"
+    assert shape_tests.index_group_test(values, is_case, ["s"] * n, age, known, rng, 50)["adj_covariates"] == "age+sex"

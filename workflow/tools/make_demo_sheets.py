@@ -8,7 +8,7 @@ crop, brightness) so each sheet has a few rows, and held-out re-takes for an
 external validation sheet and a reference sheet. The ages are illustrative,
 not the sitters' ages. Usage::
 
-    python workflow/scripts/make_demo_sheets.py DEMO_DIR
+    python workflow/tools/make_demo_sheets.py DEMO_DIR
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageEnhance
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from phenoface.io import write_text  # noqa: E402
 from phenoface.runtime import setup_logging  # noqa: E402

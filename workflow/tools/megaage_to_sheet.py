@@ -9,7 +9,7 @@ rows it needs, so ``match_on: [age, sex]`` works, see README).
 
 Usage::
 
-    python workflow/scripts/megaage_to_sheet.py --images DIR --names name.txt \\
+    python workflow/tools/megaage_to_sheet.py --images DIR --names name.txt \\
         --ages age.txt --out pool.csv
 
 ``--images/--names/--ages`` may be repeated (e.g. MegaAge-Asian's train and
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from phenoface.errors import PhenofaceError  # noqa: E402
 from phenoface.io import write_table  # noqa: E402
