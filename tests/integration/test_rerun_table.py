@@ -20,8 +20,12 @@ from .conftest import Workflow, write_sheet
 
 pytestmark = pytest.mark.integration
 
+#: What reads the provenance record (which records the config): every scientific key re-runs these.
+CONFIG_RECORD = {"record_provenance", "write_methods", "summarize_study"}
+#: The report pages that read the result tables.
+REPORT = CONFIG_RECORD | {"render_report_tables"}
 #: Everything downstream of the cohort (a changed draw).
-AFTER_COHORT = {
+AFTER_COHORT = REPORT | {
     "sample_matched_controls",
     "split_cohort",
     "train_classifier",
@@ -31,7 +35,6 @@ AFTER_COHORT = {
     "explain_classifier",
     "build_average_faces",
     "compare_landmarks",
-    "record_provenance",
 }
 #: Everything downstream of the per-image QC tables (a changed preprocessing setting).
 AFTER_PREPROCESSING = AFTER_COHORT | {
@@ -42,24 +45,23 @@ AFTER_PREPROCESSING = AFTER_COHORT | {
     "extract_features",
     "merge_features",
 }
+#: Held-out evaluation, Grad-CAM and faces each feed the summary and the table pages.
+EVALUATION = REPORT | {"evaluate_classifier"}
+EXPLANATION = REPORT | {"explain_classifier"}
 
-#: (config override, the rules a dry run plans). record_provenance records the
-#: config, so every scientific key re-runs it; resources (gpu) re-run nothing.
+#: (config override, the rules a dry run plans). Resources (gpu) re-run nothing.
 RERUN_TABLE = [
-    ({"preprocess": {"contact_sheet_size": 5}}, {"draw_contact_sheet", "record_provenance"}),
+    ({"preprocess": {"contact_sheet_size": 5}}, CONFIG_RECORD | {"draw_contact_sheet"}),
     ({"preprocess": {"mask_method": "landmark_hull"}}, AFTER_PREPROCESSING),
     ({"sampling": {"ratio": 2}}, {"select_pool_candidates"} | AFTER_COHORT),
-    (
-        {"training": {"epochs": 2}},
-        {"train_classifier", "repeat_training", "evaluate_classifier", "explain_classifier", "record_provenance"},
-    ),
+    ({"training": {"epochs": 2}}, EVALUATION | EXPLANATION | {"train_classifier", "repeat_training"}),
     ({"training": {"gpu": 1}}, set()),
     ({"features": {"gpu": 1}, "explain": {"gpu": 1}}, set()),
-    ({"explain": {"n_examples": 2}}, {"explain_classifier", "record_provenance"}),
-    ({"explain": {"layer": "level1_block1"}}, {"explain_classifier", "record_provenance"}),
-    ({"faces": {"n_permutations": 200}}, {"compare_landmarks", "record_provenance"}),
-    ({"evaluation": {"n_bootstrap": 300}}, {"evaluate_classifier", "record_provenance"}),
-    ({"report": {"show_faces": True}}, {"build_average_faces", "record_provenance"}),
+    ({"explain": {"n_examples": 2}}, EXPLANATION),
+    ({"explain": {"layer": "level1_block1"}}, EXPLANATION),
+    ({"faces": {"n_permutations": 200}}, REPORT | {"compare_landmarks"}),
+    ({"evaluation": {"n_bootstrap": 300}}, EVALUATION),
+    ({"report": {"show_faces": True}}, CONFIG_RECORD | {"build_average_faces"}),
     # Restating values the study already has.
     ({"seed": 42}, set()),
     ({"preprocess": {"mask_method": "face_mesh"}}, set()),

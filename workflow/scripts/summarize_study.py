@@ -1,13 +1,11 @@
-"""Snakemake entry: the study summary page, the first page of the report."""
+"""Rule summarize_study: the study summary page, the first page of the report."""
 
 import json
 import logging
 
-import pandas as pd
-
 from phenoface.io import write_text
 from phenoface.report_tables import read_result_table
-from phenoface.runtime import setup_logging
+from phenoface.qc import read_qc
 from phenoface.summary import (
     collect_warnings,
     render_landing,
@@ -22,29 +20,24 @@ def read_json(path: str) -> dict:
         return json.load(handle)
 
 
-def main(snakemake) -> None:
-    setup_logging(snakemake.log[0])
-    inputs = snakemake.input
-    config = read_json(inputs.provenance)["config"]
-    balance = read_result_table(inputs.balance)
-    table1 = read_result_table(inputs.table1)
-    warnings = sampling_warnings(balance, read_result_table(inputs.shortfall))
-    if inputs.sex_report:
-        warnings += sex_inference_warnings(read_result_table(inputs.sex_report), table1)
-    warnings += collect_warnings({path: read_json(path) for path in inputs.records})
+def run(inputs: dict, outputs: dict, params) -> None:
+    config = read_json(inputs["provenance"])["config"]
+    balance = read_result_table(inputs["balance"])
+    table1 = read_result_table(inputs["table1"])
+    warnings = sampling_warnings(balance, read_result_table(inputs["shortfall"]))
+    if inputs["sex_report"]:
+        warnings += sex_inference_warnings(read_result_table(inputs["sex_report"]), table1)
+    warnings += collect_warnings({path: read_json(path) for path in inputs["records"]})
     for warning in warnings:
         logging.info("%s: %s", warning.stage, warning.message)
-    qc = pd.read_csv(inputs.qc, sep="\t", keep_default_na=False, dtype=str)
-    metrics = read_json(inputs.metrics)
-    write_text(
-        snakemake.output.summary,
-        render_summary(config, metrics, warnings, table1, balance, qc),
-    )
-    write_text(snakemake.output.landing, render_landing(config, metrics, warnings, balance, qc))
+    qc = read_qc(inputs["qc"])
+    metrics = read_json(inputs["metrics"])
+    write_text(outputs["summary"], render_summary(config, metrics, warnings, table1, balance, qc))
+    write_text(outputs["landing"], render_landing(config, metrics, warnings, balance, qc))
     logging.info("summary written with %d warning(s)", len(warnings))
 
 
 if __name__ == "__main__":
-    from phenoface.runtime import run_main
+    from phenoface.runtime import run_rule
 
-    run_main(main, snakemake)  # noqa: F821 (injected by Snakemake)
+    run_rule(run, snakemake)  # noqa: F821 (injected by Snakemake)
