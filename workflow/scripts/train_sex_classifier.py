@@ -24,7 +24,7 @@ def run(inputs: dict, outputs: dict, params) -> None:
         labelled["subject_id"],
         identity_clusters(descriptors, float(params.identity_threshold), str(params.linkage)),
     )
-    source = f"{kind} sheet {inputs["sheet"]}"
+    source = f"{kind} sheet {inputs['sheet']}"
     sex_inference.check_training_set(labelled["sex"], groups, source)
     LOGGER.info(
         "training on %d labelled faces of the %s (%d F, %d M; %d persons)",
