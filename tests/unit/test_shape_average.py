@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from skimage.transform import PiecewiseAffineTransform, warp
-from test_morphometry import similarity, template_face
+from test_shape import similarity, template_face
 
-from phenoface import io, morphometry
+from phenoface import average_faces, io
 from phenoface.shape_average import shape_normalised_averages, shape_target, warp_to_shape
 
 SIZE = 150
@@ -72,7 +72,7 @@ def test_shape_normalised_average_is_sharp_where_the_pixel_average_blurs(tmp_pat
         rows.append({"image_id": f"f{index}", "group": "case", "sex": "F", "chip_path": str(path)})
         shapes.append(shape)
     images, landmarks = pd.DataFrame(rows), np.stack(shapes)
-    faces = morphometry.average_faces(images, landmarks)
+    faces = average_faces.average_faces(images, landmarks)
     normalised = shape_normalised_averages(images, landmarks, faces)
     centre = np.round(faces.mean_landmarks[0, 4]).astype(int)
     peak_pixel = faces.mean_chip[0, centre[1], centre[0], 0]

@@ -14,6 +14,7 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
     """Detect every member of the shard; NaN landmarks where no face passes."""
     from phenoface.faces import FacePreprocessor
     from phenoface.io import write_npz
+    from phenoface.qc import OK
     from phenoface.runtime import setup_logging
 
     setup_logging(snakemake.log[0])
@@ -32,10 +33,10 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
     for index, member in enumerate(members):
         result = preprocessor.process_file(member["path"])
         statuses.append(result.status)
-        if result.status == "ok":
+        if result.status == OK:
             landmarks[index] = result.image_landmarks
     logging.getLogger("locate_power_faces").info(
-        "%d photos, %d with a face", len(members), statuses.count("ok")
+        "%d photos, %d with a face", len(members), statuses.count(OK)
     )
     write_npz(
         snakemake.output.landmarks,
