@@ -1,6 +1,6 @@
 # phenoface: two commands.
 #   make demo   run the workflow on a small embedded demo (portraits shipped in registry packages)
-#   make test   snakefmt --check, snakemake --lint, Debian's chromium (apt-get) and pytest
+#   make test   ruff check and format --check, snakefmt --check, snakemake --lint, Debian's chromium (apt-get) and pytest
 #   make mutation   mutation testing of the result-deciding modules (slow; not part of make test)
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -29,6 +29,8 @@ demo: $(STAMP) demo/config.yaml
 	@echo "demo results in demo/results, report in demo/report.html"
 
 lint: $(STAMP) demo/config.yaml
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake -s $(CURDIR)/Snakefile -d demo --configfile demo/config.yaml --lint
 

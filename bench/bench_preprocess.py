@@ -82,11 +82,15 @@ def main() -> None:
     print(f"load+detect+landmarks+chip: {align * 1000:.1f} ms/image")
     for method, seconds in per_method.items():
         ratio = (align + seconds) / (align + per_method["none"])
-        print(f"mask {method:14s} {seconds * 1000:6.2f} ms/chip; whole image {ratio:.2f}x the 'none' baseline")
+        print(
+            f"mask {method:14s} {seconds * 1000:6.2f} ms/chip; whole image {ratio:.2f}x the 'none' baseline"
+        )
     print(f"job fixed cost (fresh process, imports, model loads): {overhead:.2f} s")
     for share, size in shards.items():
         redo = overhead + size * per_image
-        print(f"shard size keeping the fixed cost under {share:.0%}: {size} (re-running one shard: {redo:.1f} s)")
+        print(
+            f"shard size keeping the fixed cost under {share:.0%}: {size} (re-running one shard: {redo:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

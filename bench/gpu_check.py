@@ -86,9 +86,7 @@ def prepare(folder: Path, reference: Path, n: int, faces: Path) -> None:
     )
     model = logit_model(compose_model(backbone, head))
     maps = explain_chips(model, chips, _groups(len(chips)), LAYER, batch_size=32)
-    np.savez_compressed(
-        reference, descriptor=descriptor, logit=maps["logit"], **{k: maps[k] for k in MAPS}
-    )
+    np.savez_compressed(reference, descriptor=descriptor, logit=maps["logit"], **{k: maps[k] for k in MAPS})
     log.info("%d chips, head and %s written; CPU reference in %s", len(chips), DAT_NAME, reference)
 
 
@@ -156,7 +154,9 @@ def run(folder: Path, out: Path, max_batch: int, repeats: int, n_library: int, n
     backbone, model = _classifier(folder)
     # The library uses full float32 (backbone.use_full_float32); TF32 shown for what it would gain.
     figures["forward"] = [
-        row for precision in ("highest", "default") for row in _throughput(backbone, chips, max_batch, repeats, precision)
+        row
+        for precision in ("highest", "default")
+        for row in _throughput(backbone, chips, max_batch, repeats, precision)
     ]
 
     # The library path the extract_features rule runs: a 200-image shard, cold then warm.
@@ -186,7 +186,9 @@ def run(folder: Path, out: Path, max_batch: int, repeats: int, n_library: int, n
     recompiled = []
     for start in range(0, min(96, len(chips)), 32):
         backbone_module._COMPILED.clear()
-        _, seconds = _timed(explain_chips, model, chips[start : start + 32], groups[start : start + 32], LAYER, batch_size=32)
+        _, seconds = _timed(
+            explain_chips, model, chips[start : start + 32], groups[start : start + 32], LAYER, batch_size=32
+        )
         recompiled.append(seconds)
     figures["gradcam"] = {
         "images": len(chips),
@@ -248,7 +250,9 @@ def main() -> None:
     parser.add_argument("--faces", type=Path, default=REPO.parent / "shared" / "data" / "faces")
     parser.add_argument("--max-batch", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--chips", type=int, default=None, help="run: use only the first N chips (smoke test)")
+    parser.add_argument(
+        "--chips", type=int, default=None, help="run: use only the first N chips (smoke test)"
+    )
     parser.add_argument("--n-library", type=int, default=4096, help="run: chips for warm extract_features")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -31,7 +31,9 @@ from phenoface.runtime import make_rng  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--study", type=lambda value: Path(value).resolve(), required=True)
     parser.add_argument("--relabelings", type=int, default=100)
     parser.add_argument("--permutations", type=int, default=500)
@@ -41,7 +43,9 @@ def main() -> None:
     os.chdir(args.study)  # QC paths are relative to the study's working directory
     results = Path("results")
     cohort = read_cohort(results / "cohort" / "cohort.csv")
-    qc = pd.read_csv(results / "qc" / "preprocess.tsv", sep="\t", dtype={"image_id": str}, keep_default_na=False)
+    qc = pd.read_csv(
+        results / "qc" / "preprocess.tsv", sep="\t", dtype={"image_id": str}, keep_default_na=False
+    )
     images = shape.cohort_images(cohort, qc, "chip")
     landmarks = shape.read_landmarks(images["landmarks_path"], images["image_id"])
     rng = make_rng(args.seed)
@@ -59,15 +63,23 @@ def main() -> None:
             rows = table[table["subset"] == subset]
             q_values = pd.to_numeric(rows["q_value"], errors="coerce")
             hits[subset].append(bool((q_values < 0.05).any()))
-            global_hits[subset].append(comparison.summary["subsets"][subset].get("procrustes_distance_p", 1.0) < 0.05)
+            global_hits[subset].append(
+                comparison.summary["subsets"][subset].get("procrustes_distance_p", 1.0) < 0.05
+            )
         index_p.extend(pd.to_numeric(comparison.shape_tests["p_perm"], errors="coerce").dropna().tolist())
     seconds = time.perf_counter() - started
-    print(f"{args.relabelings} null relabelings of {len(images)} faces, {args.permutations} permutations each, "
-          f"{seconds:.0f} s")
+    print(
+        f"{args.relabelings} null relabelings of {len(images)} faces, {args.permutations} permutations each, "
+        f"{seconds:.0f} s"
+    )
     for subset in shape_tests.SUBSETS:
-        print(f"  {subset}: >=1 landmark at q<0.05 in {np.mean(hits[subset]):.3f}; "
-              f"global distance p<0.05 in {np.mean(global_hits[subset]):.3f}")
-    print(f"  shape indices: p_perm < 0.05 in {np.mean(np.asarray(index_p) < 0.05):.3f} of {len(index_p)} tests")
+        print(
+            f"  {subset}: >=1 landmark at q<0.05 in {np.mean(hits[subset]):.3f}; "
+            f"global distance p<0.05 in {np.mean(global_hits[subset]):.3f}"
+        )
+    print(
+        f"  shape indices: p_perm < 0.05 in {np.mean(np.asarray(index_p) < 0.05):.3f} of {len(index_p)} tests"
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,10 @@ TARGETS = {
     "audit": Target(
         "phenoface/audit.py",
         ("tests/unit/test_audit.py",),
-        deselect=("test_metrics_json_identical_for_same_seed", "test_repeat_training_script_writes_repeats_and_summary"),
+        deselect=(
+            "test_metrics_json_identical_for_same_seed",
+            "test_repeat_training_script_writes_repeats_and_summary",
+        ),
     ),
     "split": Target("phenoface/split.py", ("tests/unit/test_split.py",)),
     "sheets": Target("phenoface/sheets.py", ("tests/unit/test_sheets.py",)),
@@ -85,7 +88,9 @@ def stage(name: str, target: Target) -> Path:
         shutil.copy2(script, folder / script.name)
     (folder / "tests").mkdir()
     shutil.copy2(REPO / "tests" / "conftest.py", folder / "tests" / "conftest.py")
-    shutil.copytree(REPO / "tests" / "unit", folder / "tests" / "unit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "tests" / "unit", folder / "tests" / "unit", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy2(REPO / "pytest.ini", folder / "pytest.ini")
     # mutmut copies the library into mutants/; the entry scripts (imported by some tests) and the
     # tests are copied again on every run (also_copy), so a changed test counts at once.
@@ -93,10 +98,13 @@ def stage(name: str, target: Target) -> Path:
     source_paths = ["phenoface/"] + ([target.source] if not target.source.startswith("phenoface/") else [])
     (folder / "setup.cfg").write_text(
         "[mutmut]\n"
-        + "source_paths =\n" + "".join(f"    {path}\n" for path in source_paths)
+        + "source_paths =\n"
+        + "".join(f"    {path}\n" for path in source_paths)
         + f"only_mutate = {target.source}\n"
-        + "also_copy =\n" + "".join(f"    {script}\n" for script in scripts)
-        + "pytest_add_cli_args_test_selection =\n" + "".join(f"    {test}\n" for test in target.tests)
+        + "also_copy =\n"
+        + "".join(f"    {script}\n" for script in scripts)
+        + "pytest_add_cli_args_test_selection =\n"
+        + "".join(f"    {test}\n" for test in target.tests)
         + "".join(f"    --deselect\n    {target.tests[0]}::{test}\n" for test in target.deselect),
         encoding="utf-8",
     )
@@ -111,19 +119,27 @@ def run(name: str, target: Target, max_children: int, rerun_survivors: bool, sur
     that they meet the current tests again (after tests were added). With
     ``survivors_only`` nothing else runs (mutants never checked stay unchecked).
     """
-    earlier = [m for m, status in results(name, target).items() if status not in ("killed", "timeout", "not checked")]
+    earlier = [
+        m for m, status in results(name, target).items() if status not in ("killed", "timeout", "not checked")
+    ]
     earlier = earlier if rerun_survivors or survivors_only else []
     folder = stage(name, target)
     env = dict(os.environ)
     env["PHENOFACE_SHARED"] = str(Path(os.environ.get("PHENOFACE_SHARED", REPO.parent / "shared")).resolve())
     env.pop("CI", None)
     command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(max_children)]
-    passes = [] if survivors_only else [[f"{module_name(target)}.{target.functions}"] if target.functions != "*" else []]
+    passes = (
+        []
+        if survivors_only
+        else [[f"{module_name(target)}.{target.functions}"] if target.functions != "*" else []]
+    )
     if earlier:
         passes.append(earlier)
     for names in passes:
         print(f"[{name}] mutmut run on {len(names) or 'all'} mutant name(s) in {folder}", flush=True)
-        done = subprocess.run(command + names, cwd=folder, env=env, check=False, capture_output=True, text=True)
+        done = subprocess.run(
+            command + names, cwd=folder, env=env, check=False, capture_output=True, text=True
+        )
         (folder / "last_run.log").write_text(done.stdout + done.stderr, encoding="utf-8")
         if done.returncode != 0:
             print(f"[{name}] mutmut exited {done.returncode}; see {folder / 'last_run.log'}", flush=True)
@@ -186,7 +202,9 @@ def score(name: str, target: Target, equivalents: dict[str, str]) -> dict:
     equivalent = [m for m in checked if m in equivalents]
     killed = sum(s in ("killed", "timeout") for m, s in checked.items() if m not in equivalents)
     relevant = len(checked) - len(equivalent)
-    survivors = sorted(m for m, s in checked.items() if s not in ("killed", "timeout") and m not in equivalents)
+    survivors = sorted(
+        m for m, s in checked.items() if s not in ("killed", "timeout") and m not in equivalents
+    )
     return {
         "module": name,
         "mutants": len(statuses),
@@ -204,8 +222,12 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help=f"modules to test (default: all of {', '.join(TARGETS)})")
     parser.add_argument("--report", action="store_true", help="only report scores of earlier runs")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel")
-    parser.add_argument("--survivors", action="store_true", help="list survivors; their diffs go to survivors.diff")
-    parser.add_argument("--rerun-survivors", action="store_true", help="test earlier survivors again (new tests)")
+    parser.add_argument(
+        "--survivors", action="store_true", help="list survivors; their diffs go to survivors.diff"
+    )
+    parser.add_argument(
+        "--rerun-survivors", action="store_true", help="test earlier survivors again (new tests)"
+    )
     parser.add_argument("--survivors-only", action="store_true", help="only test earlier survivors again")
     args = parser.parse_args()
     names = args.modules or list(TARGETS)
@@ -226,7 +248,9 @@ def main() -> None:
             f"{row['score']:>8.1%}  {detail}"
         )
         if args.survivors and row["survivors"]:
-            print(f"    {len(row['survivors'])} survivors: {write_survivor_diffs(row['module'], TARGETS[row['module']], row['survivors'])}")
+            print(
+                f"    {len(row['survivors'])} survivors: {write_survivor_diffs(row['module'], TARGETS[row['module']], row['survivors'])}"
+            )
 
 
 if __name__ == "__main__":

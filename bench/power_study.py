@@ -42,7 +42,9 @@ def write_study(work: Path, n: int, n_cases: int, strengths: list[float], repeat
     work.mkdir(parents=True, exist_ok=True)
     meta = pd.read_csv(UTK / "metadata.csv", keep_default_na=False)
     adults = meta[meta["age"] >= ADULT_AGE]
-    table = pd.DataFrame({"image": [str(UTK / i) for i in adults["image"]], "age": adults["age"], "sex": adults["sex"]})
+    table = pd.DataFrame(
+        {"image": [str(UTK / i) for i in adults["image"]], "age": adults["age"], "sex": adults["sex"]}
+    )
     is_case = np.zeros(len(table), bool)
     is_case[np.random.default_rng(seed).choice(len(table), n_cases, replace=False)] = True
     write_if_changed(work / "cases.csv", table[is_case].to_csv(index=False))
@@ -73,15 +75,23 @@ def print_results(work: Path) -> None:
         print(f"detection threshold: {summary['threshold']}; warnings: {summary['warnings']}")
         regions = pd.read_csv(results / "power_regions.csv")
         same_class = regions[regions["map"] == "cam_case"]
-        print(same_class.pivot_table(index="strength", columns="region", values="difference").round(4).to_string())
-        print(same_class.pivot_table(index="strength", columns="region", values="q_value").round(4).to_string())
+        print(
+            same_class.pivot_table(index="strength", columns="region", values="difference")
+            .round(4)
+            .to_string()
+        )
+        print(
+            same_class.pivot_table(index="strength", columns="region", values="q_value").round(4).to_string()
+        )
         landmarks = pd.read_csv(results / "power_landmarks.csv")
         print(landmarks.pivot_table(index="strength", columns="landmarks", values="n_q_below").to_string())
         print(landmarks.groupby("strength")["procrustes_distance_p"].first().to_string())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--cases", type=int, default=300, help="rows of the (unused) cases sheet")

@@ -44,6 +44,7 @@ UTK = REPO.parent / "shared" / "data" / "utkface"
 TEN_YEAR = [0, 10, 20, 30, 40, 50, 60, 70]
 FIVE_YEAR = list(range(0, 75, 5))
 
+
 def random_quarter(meta: pd.DataFrame, seed: int) -> pd.Series:
     """A seeded random quarter of the rows: cases of a null study."""
     return pd.Series(np.random.default_rng(seed).random(len(meta)) < 0.25, index=meta.index)
@@ -61,7 +62,9 @@ STUDIES = {
 def write_sheets(folder: Path, meta: pd.DataFrame, is_case: pd.Series) -> tuple[Path, Path]:
     """Cases and pool sheets with absolute image paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame({"image": [str(UTK / i) for i in meta["image"]], "age": meta["age"], "sex": meta["sex"]})
+    table = pd.DataFrame(
+        {"image": [str(UTK / i) for i in meta["image"]], "age": meta["age"], "sex": meta["sex"]}
+    )
     cases, pool = folder / "cases.csv", folder / "pool.csv"
     write_if_changed(cases, table[is_case].to_csv(index=False))
     write_if_changed(pool, table[~is_case].to_csv(index=False))
@@ -135,7 +138,8 @@ def explain_lines(m: dict) -> list[str]:
         indices = m["_morphometry"]["shape_indices"]
         effects = ", ".join(
             f"{key.split(':')[1]} {indices[key]['diff']:+.3f} (p {indices[key]['p_perm']:.3g})"
-            for key in indices if key.startswith(f"{subset}:")
+            for key in indices
+            if key.startswith(f"{subset}:")
         )
         lines.append(f"  landmarks {subset}: {hits}/68 with q<0.05; {effects}")
     return lines
@@ -168,7 +172,9 @@ def summary(name: str, m: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)

@@ -101,7 +101,10 @@ def visit_report(report: Path, screenshots: Path, chromium: Path) -> Visit:
             context.route(re.compile(r"^https?://"), block)
             page = context.new_page()
             page.on("pageerror", lambda error: visit.page_errors.append(str(error)))
-            page.on("console", lambda message: message.type == "error" and visit.console_errors.append(message.text))
+            page.on(
+                "console",
+                lambda message: message.type == "error" and visit.console_errors.append(message.text),
+            )
             page.goto(report.resolve().as_uri())
             page.wait_for_selector("nav")
             page.locator(".prose").first.wait_for()

@@ -145,7 +145,7 @@ class LocalCluster:
         self._lock = None
 
     # -- lifecycle -----------------------------------------------------------
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         install_slurm()
         # Stop the daemons however this process ends: normally, by an exception, or by SIGTERM
         # (a CI time limit); stop() is idempotent.
@@ -205,7 +205,9 @@ class LocalCluster:
         deadline = time.monotonic() + 60
         while self.node_state() != "idle":
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the node never became idle (state {self.node_state()!r}):\n{self.logs()}")
+                raise RuntimeError(
+                    f"the node never became idle (state {self.node_state()!r}):\n{self.logs()}"
+                )
             time.sleep(0.3)
 
     @property
@@ -319,14 +321,20 @@ class LocalCluster:
     def jobs(self) -> list[JobRecord]:
         """Every job the controller still knows (all of this cluster's, given MinJobAge)."""
         done = subprocess.run(
-            [_which("scontrol"), "show", "job", "--oneliner"], capture_output=True, text=True, timeout=30, check=True
+            [_which("scontrol"), "show", "job", "--oneliner"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         )
         records = []
         for line in done.stdout.splitlines():
             fields = dict(re.findall(r"(\w+)=(\S*)", line))
             if "JobId" not in fields:
                 continue
-            gpus = re.search(r"gpu(?::\w+)?:(\d+)", fields.get("TresPerJob", "") + fields.get("TresPerNode", ""))
+            gpus = re.search(
+                r"gpu(?::\w+)?:(\d+)", fields.get("TresPerJob", "") + fields.get("TresPerNode", "")
+            )
             records.append(
                 JobRecord(
                     job_id=int(fields["JobId"]),

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(
     ("cases_text", "encoding", "expected"),
     [
-        pytest.param("image,age,sex\nimages/a.jpg,131,F\n", "utf-8", "row 2, column age: '131'", id="age-131"),
+        pytest.param(
+            "image,age,sex\nimages/a.jpg,131,F\n", "utf-8", "row 2, column age: '131'", id="age-131"
+        ),
         pytest.param("image,age,sex\nimages/é.jpg,40,F\n", "latin-1", "not UTF-8 text", id="latin-1"),
     ],
 )

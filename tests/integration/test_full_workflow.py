@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def proxy_sheets(utkface_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+def proxy_sheets(
+    utkface_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, Path, Path]:
     """Cases: 60 adult women; pool: 150 adult men (sex is the 'phenotype'; matched on age).
 
     Plus an external labelled sheet (12 other women as cases, 12 other men as
@@ -128,7 +130,11 @@ def test_end_to_end_is_complete_and_reproducible(full_study: Workflow) -> None:
     assert int(averages["n"].sum()) == len(cohort)
     assert averages["mean_chip"].shape == (len(averages["n"]), 150, 150, 3)
 
-    seeded = ["results/explain/region_tests.csv", "results/explain/sanity.json", "results/faces/morphometry.json"]
+    seeded = [
+        "results/explain/region_tests.csv",
+        "results/explain/sanity.json",
+        "results/faces/morphometry.json",
+    ]
     before = {path: flow.path(path).read_bytes() for path in [str(metrics_path), *seeded]}
     flow.run("all", "--forcerun", "split_cohort", "compare_landmarks")
     assert {path: flow.path(path).read_bytes() for path in before} == before
@@ -183,7 +189,9 @@ def json_warnings(flow: Workflow) -> list[str]:
             return [w for item in record for w in walk(item)]
         return []
 
-    return [w for path in sorted(flow.path("results").rglob("*.json")) for w in walk(json.loads(path.read_text()))]
+    return [
+        w for path in sorted(flow.path("results").rglob("*.json")) for w in walk(json.loads(path.read_text()))
+    ]
 
 
 def test_report_opens_on_the_summary_and_embeds_no_face(
@@ -194,14 +202,20 @@ def test_report_opens_on_the_summary_and_embeds_no_face(
     report = build_report(full_study, show_faces=False)
     visit = report_browser.visit_report(report, tmp_path / "screenshots_no_faces", chromium)
     assert visit.page_errors == [] and visit.console_errors == [] and visit.requests == []
-    assert visit.categories[0] == "1. Summary" and visit.listed["1. Summary"] == ["results/report/summary.html"]
+    assert visit.categories[0] == "1. Summary" and visit.listed["1. Summary"] == [
+        "results/report/summary.html"
+    ]
     listed = {path for paths in visit.listed.values() for path in paths}
     assert listed == report_browser.declared_results(show_faces=False)
-    assert len(visit.screenshots) == len(listed) + 1 and all(shot.stat().st_size > 0 for shot in visit.screenshots)
+    assert len(visit.screenshots) == len(listed) + 1 and all(
+        shot.stat().st_size > 0 for shot in visit.screenshots
+    )
 
     summary = report_browser.normalise(visit.texts["results/report/summary.html"])
     metrics = json.loads(full_study.path("results/evaluation/metrics.json").read_text())
-    headline = f"held-out auc {metrics['auc']:.2f} (95% ci {metrics['auc_ci_low']:.2f}–{metrics['auc_ci_high']:.2f})"
+    headline = (
+        f"held-out auc {metrics['auc']:.2f} (95% ci {metrics['auc_ci_low']:.2f}–{metrics['auc_ci_high']:.2f})"
+    )
     assert headline in summary and headline in report_browser.normalise(visit.landing)
     warnings = json_warnings(full_study)
     assert len(warnings) >= 1  # the proxy study raises some (small subsets, shortcut audits)

@@ -65,7 +65,8 @@ def test_power_runs_the_study_per_strength(power_flow) -> None:
     assert len(qc) == 24 and qc["image_id"].is_unique
     planted = {
         arm: pd.concat(
-            pd.read_csv(path, sep="\t") for path in power_flow.path(f"results/power/r0/{arm}/planted").glob("*.tsv")
+            pd.read_csv(path, sep="\t")
+            for path in power_flow.path(f"results/power/r0/{arm}/planted").glob("*.tsv")
         )
         for arm in ("controls", "s0.24")
     }

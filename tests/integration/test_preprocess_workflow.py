@@ -116,7 +116,9 @@ def test_kill_and_resume_gives_the_same_table(make_workflow, copied_faces) -> No
     assert not interrupted.path(QC_TARGET).exists()
     interrupted.run("--unlock")  # a SIGKILL leaves Snakemake's lock behind
     interrupted.run(QC_TARGET)
-    expected = comparable(pd.read_csv(reference.path(QC_TARGET), sep="\t", keep_default_na=False), reference.workdir)
+    expected = comparable(
+        pd.read_csv(reference.path(QC_TARGET), sep="\t", keep_default_na=False), reference.workdir
+    )
     resumed = comparable(
         pd.read_csv(interrupted.path(QC_TARGET), sep="\t", keep_default_na=False), interrupted.workdir
     )

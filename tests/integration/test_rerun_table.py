@@ -98,8 +98,12 @@ def planned_rules(flow: Workflow, *args: str) -> set[str]:
     return set(flow.planned_jobs("all", *args)) - {"all"}
 
 
-@pytest.mark.parametrize(("override", "expected"), RERUN_TABLE, ids=[json.dumps(row[0]) for row in RERUN_TABLE])
-def test_config_key_reruns_exactly_its_rules(finished_study: Workflow, tmp_path: Path, override, expected) -> None:
+@pytest.mark.parametrize(
+    ("override", "expected"), RERUN_TABLE, ids=[json.dumps(row[0]) for row in RERUN_TABLE]
+)
+def test_config_key_reruns_exactly_its_rules(
+    finished_study: Workflow, tmp_path: Path, override, expected
+) -> None:
     """A config file changing one key plans exactly the rules that read it (and what follows)."""
     extra = tmp_path / "extra.yaml"
     extra.write_text(yaml.safe_dump(override), encoding="utf-8")

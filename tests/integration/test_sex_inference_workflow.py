@@ -68,7 +68,17 @@ def test_adult_strata_matched_on_inferred_sex(study) -> None:
     assert abs((cases["true_sex"] == "F").mean() - (controls["true_sex"] == "F").mean()) <= 0.03
 
     report = pd.read_csv(flow.path("results/cohort/sex_inference.csv"), keep_default_na=False)
-    assert list(report["age_bin"]) == ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+", "all"]
+    assert list(report["age_bin"]) == [
+        "0-9",
+        "10-19",
+        "20-29",
+        "30-39",
+        "40-49",
+        "50-59",
+        "60-69",
+        "70+",
+        "all",
+    ]
     qc = pd.read_csv(flow.path("results/qc/preprocess.tsv"), sep="\t", keep_default_na=False)
     pool_qc = qc.loc[qc["sheet"] == "pool"]
     preprocessed = int((pool_qc["status"] != "not_needed").sum())

@@ -140,7 +140,9 @@ def run_with_scancel(flow, profile: Path, cluster: LocalCluster) -> tuple[int, J
     try:
         while process.poll() is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"the SLURM run took over {RUN_TIMEOUT_S} s:\n{main_log(flow.workdir)[-4000:]}")
+                raise AssertionError(
+                    f"the SLURM run took over {RUN_TIMEOUT_S} s:\n{main_log(flow.workdir)[-4000:]}"
+                )
             if killed is None:
                 running = [j for j in cluster.jobs() if j.rule == KILLED_RULE and j.state == "RUNNING"]
                 if running:
@@ -201,7 +203,9 @@ def slurm_study(cluster: LocalCluster, study_config, mediapipe_cache: Path, tmp_
     records = cluster.jobs()
     print("SLURM job records: job id, comment (rule_<rule>[_wildcards_...]), state, --gpus, CPUs")
     for record in records:
-        print(f"  {record.job_id:4d}  {record.comment:55s} {record.state:10s} gpus={record.gpus} cpus={record.cpus}")
+        print(
+            f"  {record.job_id:4d}  {record.comment:55s} {record.state:10s} gpus={record.gpus} cpus={record.cpus}"
+        )
     return SlurmStudy(flow, local, profile, settings, log, records, killed)
 
 
@@ -210,7 +214,9 @@ def test_every_cluster_job_went_through_sbatch(slurm_study: SlurmStudy) -> None:
     records = slurm_study.records
     submitted = {int(job_id) for job_id in re.findall(r"submitted with SLURM jobid (\d+)", slurm_study.log)}
     assert submitted == {record.job_id for record in records}
-    assert {rule for kind, rule in logged_jobs(slurm_study.log) if not kind.startswith("local")} == CLUSTER_RULES
+    assert {
+        rule for kind, rule in logged_jobs(slurm_study.log) if not kind.startswith("local")
+    } == CLUSTER_RULES
     assert set().union(*(slurm_study.rules_of(record) for record in records)) == CLUSTER_RULES
     assert {record.name for record in records} == {records[0].name}  # the run's id names every job
     assert {record.batch_host for record in records} == {"localhost"}
@@ -219,7 +225,9 @@ def test_every_cluster_job_went_through_sbatch(slurm_study: SlurmStudy) -> None:
 def test_preprocessing_shards_are_grouped(slurm_study: SlurmStudy) -> None:
     """The profile's group-components put several preprocessing shards into one job within `cores`."""
     shards = sum(1 for _, rule in logged_jobs(slurm_study.log) if rule == "preprocess_images")
-    grouped = [record for record in slurm_study.records if slurm_study.rules_of(record) == {"preprocess_images"}]
+    grouped = [
+        record for record in slurm_study.records if slurm_study.rules_of(record) == {"preprocess_images"}
+    ]
     assert 0 < len(grouped) < shards
     assert max(record.cpus for record in grouped) >= 2  # the pool's shards side by side
     assert all(record.cpus <= slurm_study.settings["cores"] for record in grouped)
@@ -249,7 +257,9 @@ def test_local_rules_run_on_the_submit_host(slurm_study: SlurmStudy) -> None:
     assert models == ["face_landmark.tflite", "selfie_segmentation.tflite"]
 
 
-def test_scancelled_job_is_retried_and_the_study_finishes(slurm_study: SlurmStudy, cluster: LocalCluster) -> None:
+def test_scancelled_job_is_retried_and_the_study_finishes(
+    slurm_study: SlurmStudy, cluster: LocalCluster
+) -> None:
     """A job cancelled mid-run is submitted again and completes; a second invocation has nothing to do."""
     killed = slurm_study.killed
     assert killed is not None, "the job to kill was never seen running"

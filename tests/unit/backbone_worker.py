@@ -41,9 +41,7 @@ def main(argv: list[str]) -> None:
     _, result["descriptor_float"] = backbone.extract_features(
         model, chips[:8].astype(np.float32), batch_size=8
     )
-    empty_pooled, empty_descriptor = backbone.extract_features(
-        model, np.zeros((0, 150, 150, 3), np.uint8)
-    )
+    empty_pooled, empty_descriptor = backbone.extract_features(model, np.zeros((0, 150, 150, 3), np.uint8))
     result["empty_shapes"] = np.array([empty_pooled.shape, empty_descriptor.shape])
     try:
         backbone.extract_features(model, np.zeros((2, 100, 100, 3), np.uint8))
@@ -58,7 +56,9 @@ def main(argv: list[str]) -> None:
     result["guided/chip"] = guided[backbone.INPUT_NAME][1]
     weighted = backbone.gradients(model, chips[:3], [backbone.INPUT_NAME], chip_weights=[1.0, -1.0, 0.0])
     result["weighted/chip"] = weighted[backbone.INPUT_NAME][1]
-    result["unweighted/chip"] = backbone.gradients(model, chips[:3], [backbone.INPUT_NAME])[backbone.INPUT_NAME][1]
+    result["unweighted/chip"] = backbone.gradients(model, chips[:3], [backbone.INPUT_NAME])[
+        backbone.INPUT_NAME
+    ][1]
     np.savez(out_path, **result)
 
 

@@ -332,6 +332,7 @@ def test_metrics_json_identical_for_same_seed(shortcut_images, tmp_path):
 
     import audit_baselines
     import evaluate_classifier
+
     from phenoface.model import HEAD_INPUT, HeadConfig, save_model, train_head
 
     inputs = write_pipeline_inputs(tmp_path, shortcut_images)
@@ -418,7 +419,9 @@ def test_repeat_training_script_writes_repeats_and_summary(shortcut_images, tmp_
         **{**dataclasses.asdict(HeadConfig()), "epochs": 1},
     )
     output = tmp_path / "repeats.csv"
-    table = repeat_training.run({"split": inputs["split"], "features": inputs["features"]}, {"repeats": output}, params)
+    table = repeat_training.run(
+        {"split": inputs["split"], "features": inputs["features"]}, {"repeats": output}, params
+    )
     assert list(table["repeat"]) == ["1", "2", "mean", "sd", "min", "max"]
     assert list(table["seed"][:2]) == stats.derive_seeds(42, 2)
     summary = evaluation.repeats_summary(output)
@@ -441,7 +444,8 @@ def test_image_statistics_warning_at_the_warn_auc_boundary(image_auc, warn_auc, 
 
 
 @pytest.mark.parametrize(
-    ("reference_auc", "warned"), [(0.71, True), (0.29, True), (0.70, False), (0.30, False), (0.69, False), (0.31, False)]
+    ("reference_auc", "warned"),
+    [(0.71, True), (0.29, True), (0.70, False), (0.30, False), (0.69, False), (0.31, False)],
 )
 def test_reference_sheet_warning_at_the_warn_auc_boundary(reference_auc, warned):
     """The reference-sheet separation max(AUC, 1 - AUC) warns just above warn_auc = 0.7, on either side."""
@@ -458,7 +462,9 @@ def test_reference_sheet_warning_at_the_warn_auc_boundary(reference_auc, warned)
 )  # fmt: skip
 def test_age_sex_warning_at_the_range_boundaries(age_sex_auc, age_sex_range, warned):
     """The age+sex baseline warns outside the closed range age_sex_range, whatever range is configured."""
-    found = audit.baseline_warnings(baselines_table(0.5, age_sex_auc), warn_auc=0.7, age_sex_range=age_sex_range)
+    found = audit.baseline_warnings(
+        baselines_table(0.5, age_sex_auc), warn_auc=0.7, age_sex_range=age_sex_range
+    )
     assert len(found) == int(warned)
     if warned:
         low, high = age_sex_range
@@ -532,7 +538,9 @@ def test_score_external_passes_model_threshold_and_level():
     def predict(model, x):
         return x[:, 0] * model["scale"]
 
-    result = audit.score_external({"scale": 1.0}, features, labels, predict=predict, threshold=0.65, confidence=0.9)
+    result = audit.score_external(
+        {"scale": 1.0}, features, labels, predict=predict, threshold=0.65, confidence=0.9
+    )
     assert result == stats.classification_summary(np.array(labels), features[:, 0], 0.65, 0.9)
 
 
@@ -542,8 +550,10 @@ def test_run_repeats_table_in_full(caplog):
 
     n = 40
     rng = np.random.default_rng(3)
-    cohort = pd.DataFrame({"image_id": [f"i{k:02d}" for k in range(n)], "group": ["case", "control"] * (n // 2)})
-    labels = audit.labels_from_group(cohort["group"])
+    cohort = pd.DataFrame(
+        {"image_id": [f"i{k:02d}" for k in range(n)], "group": ["case", "control"] * (n // 2)}
+    )
+    labels = case_labels(cohort["group"])
     features = (labels + rng.normal(0, 0.8, n))[:, None]
     trained = []
 
@@ -562,14 +572,28 @@ def test_run_repeats_table_in_full(caplog):
 
     with caplog.at_level(logging.INFO, logger=audit.LOGGER.name):
         table, summary = audit.run_repeats(cohort, features, [5, 6, 7], split, train, predict, confidence=0.9)
-    assert list(table.columns) == ["repeat", "seed", "n_train", "n_test", "auc", "auc_ci_low", "auc_ci_high", "accuracy"]
+    assert list(table.columns) == [
+        "repeat",
+        "seed",
+        "n_train",
+        "n_test",
+        "auc",
+        "auc_ci_low",
+        "auc_ci_high",
+        "accuracy",
+    ]
     assert table["repeat"].tolist() == [1, 2, 3] and table["seed"].tolist() == [5, 6, 7]
     assert (table["n_train"] == 30).all() and (table["n_test"] == 10).all()
     for row, seed in zip(table.itertuples(), [5, 6, 7]):
         test = np.random.default_rng(seed).permutation(n) < 10
-        expected = stats.classification_summary(labels[test], predict({"scale": 2.0}, features[test]), confidence=0.9)
+        expected = stats.classification_summary(
+            labels[test], predict({"scale": 2.0}, features[test]), confidence=0.9
+        )
         assert (row.auc, row.auc_ci_low, row.auc_ci_high, row.accuracy) == (
-            expected["auc"], expected["auc_ci_low"], expected["auc_ci_high"], expected["accuracy"]
+            expected["auc"],
+            expected["auc_ci_low"],
+            expected["auc_ci_high"],
+            expected["accuracy"],
         )
         assert trained[row.repeat - 1] == ((30, 1), int(labels[~test].sum()), seed)
     assert summary == stats.summarise_repeats(table["auc"].tolist())
@@ -594,7 +618,16 @@ def test_run_repeats_without_seeds_gives_an_empty_table():
     """evaluation.repeats: 0 gives an empty table that still has every column, and n = 0."""
     cohort = pd.DataFrame({"image_id": ["a", "b"], "group": ["case", "control"]})
     table, summary = audit.run_repeats(cohort, np.zeros((2, 1)), [], None, None, None)
-    assert list(table.columns) == ["repeat", "seed", "n_train", "n_test", "auc", "auc_ci_low", "auc_ci_high", "accuracy"]
+    assert list(table.columns) == [
+        "repeat",
+        "seed",
+        "n_train",
+        "n_test",
+        "auc",
+        "auc_ci_low",
+        "auc_ci_high",
+        "accuracy",
+    ]
     assert table.empty and summary["n"] == 0
 
 

@@ -105,9 +105,7 @@ def test_descriptor_matches_dlib(backend, backend_results, dlib_chips):
     assert ours.shape == reference.shape and ours.dtype == np.float32
     largest = float(np.abs(ours - reference).max())
     assert largest < 1e-6, f"largest difference from dlib {largest:.2e}"
-    cosine = (
-        (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
-    )
+    cosine = (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
     assert cosine.min() >= 0.99999
 
 
@@ -131,9 +129,7 @@ def test_pooled_feeds_descriptor(backend_results, dat_path):
 def test_backends_agree(backend_results):
     """TensorFlow and JAX give the same features from the same weights file."""
     for key in ("pooled", "descriptor"):
-        np.testing.assert_allclose(
-            backend_results["tensorflow"][key], backend_results["jax"][key], atol=1e-5
-        )
+        np.testing.assert_allclose(backend_results["tensorflow"][key], backend_results["jax"][key], atol=1e-5)
 
 
 def test_conversion_records_source_checksum(backend_results, dat_path):
@@ -162,9 +158,7 @@ def test_gradients_agree_between_backends(backend_results):
     """The gradient code paths of both backends compute the same values."""
     for name in ("chip",) + BLOCK_NAMES:
         tf_grad, jax_grad = (backend_results[b][f"grad/{name}"] for b in BACKENDS)
-        np.testing.assert_allclose(
-            tf_grad, jax_grad, atol=1e-5 * np.abs(tf_grad).max(), err_msg=name
-        )
+        np.testing.assert_allclose(tf_grad, jax_grad, atol=1e-5 * np.abs(tf_grad).max(), err_msg=name)
 
 
 def test_guided_gradients_agree_between_backends(backend_results):
@@ -201,9 +195,7 @@ def test_empty_and_malformed_batches(backend_results):
     """No chips give empty arrays of the right width; a wrong shape is a clear error."""
     result = backend_results["tensorflow"]
     assert result["empty_shapes"].tolist() == [[0, 256], [0, 128]]
-    assert "chips must have shape (N, 150, 150, 3), got (2, 100, 100, 3)" in str(
-        result["bad_shape_error"]
-    )
+    assert "chips must have shape (N, 150, 150, 3), got (2, 100, 100, 3)" in str(result["bad_shape_error"])
 
 
 def test_ok_chip_paths_reads_configured_column():
@@ -228,13 +220,11 @@ def test_ok_row_without_chip_is_an_error():
     """An ok row with an empty chip path names the table and the image."""
     import pandas as pd
 
-    from phenoface.qc import ok_chip_paths
     from phenoface.errors import PhenofaceError
+    from phenoface.qc import ok_chip_paths
 
     table = pd.DataFrame({"image_id": ["a"], "status": ["ok"], "chip": [""], "masked_chip": [""]})
-    with pytest.raises(
-        PhenofaceError, match=r"shard\.tsv: 1 ok rows have no masked_chip path \(first: a\)"
-    ):
+    with pytest.raises(PhenofaceError, match=r"shard\.tsv: 1 ok rows have no masked_chip path \(first: a\)"):
         ok_chip_paths(table, "masked", "shard.tsv")
 
 
@@ -258,8 +248,8 @@ def test_read_chips_round_trips_png(dlib_chips, tmp_path):
 
 def test_merge_sorts_by_image_id_and_rejects_duplicates():
     """Shards are concatenated, rows follow sorted image ids, duplicates fail."""
-    from phenoface.features import merge_feature_tables
     from phenoface.errors import PhenofaceError
+    from phenoface.features import merge_feature_tables
 
     def shard(ids):
         values = np.array([[float(ord(i[0]))] for i in ids], np.float32)

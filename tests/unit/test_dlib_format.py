@@ -82,14 +82,7 @@ def test_read_string_and_bools():
 
 def test_read_tensor_is_header_then_raw_float32():
     """A version-2 tensor is version, n, k, nr, nc then little-endian float32 NCHW."""
-    raw = (
-        b"\x01\x02"
-        + b"\x01\x01"
-        + b"\x01\x02"
-        + b"\x01\x01"
-        + b"\x01\x03"
-        + struct.pack("<6f", *range(6))
-    )
+    raw = b"\x01\x02" + b"\x01\x01" + b"\x01\x02" + b"\x01\x01" + b"\x01\x03" + struct.pack("<6f", *range(6))
     tensor = ByteReader(raw).read_tensor()
     assert tensor.dtype == np.float32
     assert tensor.shape == (1, 2, 1, 3)
@@ -100,9 +93,7 @@ def test_invalid_control_byte_names_offset():
     """A control byte with reserved bits set is rejected with its byte offset."""
     reader = ByteReader(b"\x01\x01\x31", source="model.dat")
     reader.read_int()
-    with pytest.raises(
-        PhenofaceError, match=r"model\.dat: byte 2: invalid integer control byte 0x31"
-    ):
+    with pytest.raises(PhenofaceError, match=r"model\.dat: byte 2: invalid integer control byte 0x31"):
         reader.read_int()
 
 
@@ -131,9 +122,7 @@ def test_real_file_parses_completely(dat_path):
     assert len(net.convs) == 29 and len(net.affines) == 29
     assert net.input_size == (150, 150)
     np.testing.assert_allclose(net.input_mean, (122.782, 117.001, 104.298), atol=1e-4)
-    assert net.loss["margin"] == pytest.approx(0.04) and net.loss[
-        "distance_threshold"
-    ] == pytest.approx(0.6)
+    assert net.loss["margin"] == pytest.approx(0.04) and net.loss["distance_threshold"] == pytest.approx(0.6)
     assert net.convs["conv1_conv"][0].shape == (7, 7, 3, 32)
     assert net.convs["level1_block1_conv1"][0].shape == (3, 3, 128, 256)
     assert net.convs["level0_block1_conv2"][1].shape == (256,)

@@ -43,7 +43,9 @@ def rule_envs() -> dict[str, str | None]:
     """Each rule or checkpoint of workflow/rules to its ``conda:`` file (None when it has none)."""
     envs = {}
     for path in RULE_FILES:
-        blocks = re.split(r"^(?:rule|checkpoint) (\w+):\n", path.read_text(encoding="utf-8"), flags=re.MULTILINE)
+        blocks = re.split(
+            r"^(?:rule|checkpoint) (\w+):\n", path.read_text(encoding="utf-8"), flags=re.MULTILINE
+        )
         for name, body in zip(blocks[1::2], blocks[2::2]):
             conda = re.search(r"^    conda:\n\s+\"([^\"]+)\"", body, flags=re.MULTILINE)
             envs[name] = str((path.parent / conda.group(1)).resolve()) if conda else None
@@ -66,7 +68,9 @@ def test_env_pins_equal_the_lock(env_file: Path) -> None:
         name, _, version = requirement.partition("==")
         assert version, f"{env_file.name}: {requirement!r} is not pinned with =="
         assert canonical(name) in lock, f"{env_file.name}: {name} is not in requirements.lock"
-        assert version == lock[canonical(name)], f"{env_file.name}: {name}=={version}, lock has {lock[canonical(name)]}"
+        assert version == lock[canonical(name)], (
+            f"{env_file.name}: {name}=={version}, lock has {lock[canonical(name)]}"
+        )
 
 
 def test_every_cluster_rule_names_an_env() -> None:
@@ -82,4 +86,8 @@ def test_snakemake_env_can_submit_to_slurm() -> None:
     """The env that runs snakemake carries the SLURM executor plugin the cluster profile needs."""
     requirements = pip_requirements(REPO / "envs" / "snakemake.yaml")
     names = {canonical(requirement.partition("==")[0]) for requirement in requirements}
-    assert {"snakemake", "snakemake-executor-plugin-slurm", "snakemake-executor-plugin-slurm-jobstep"} <= names
+    assert {
+        "snakemake",
+        "snakemake-executor-plugin-slurm",
+        "snakemake-executor-plugin-slurm-jobstep",
+    } <= names

@@ -131,12 +131,16 @@ def test_randomize_head_changes_only_the_head(composed):
     """Head kernels are redrawn (seeded, reproducible); backbone weights are untouched."""
     first = gradcam.randomize_head(composed, [FC1_LAYER, FC2_LAYER], seed=5)
     again = gradcam.randomize_head(composed, [FC1_LAYER, FC2_LAYER], seed=5)
-    np.testing.assert_array_equal(first.get_layer(FC1_LAYER).get_weights()[0],
-                                  again.get_layer(FC1_LAYER).get_weights()[0])
-    assert not np.allclose(first.get_layer(FC1_LAYER).get_weights()[0],
-                           composed.get_layer(FC1_LAYER).get_weights()[0])
-    np.testing.assert_array_equal(first.get_layer("level2_block3_conv1").get_weights()[0],
-                                  composed.get_layer("level2_block3_conv1").get_weights()[0])
+    np.testing.assert_array_equal(
+        first.get_layer(FC1_LAYER).get_weights()[0], again.get_layer(FC1_LAYER).get_weights()[0]
+    )
+    assert not np.allclose(
+        first.get_layer(FC1_LAYER).get_weights()[0], composed.get_layer(FC1_LAYER).get_weights()[0]
+    )
+    np.testing.assert_array_equal(
+        first.get_layer("level2_block3_conv1").get_weights()[0],
+        composed.get_layer("level2_block3_conv1").get_weights()[0],
+    )
 
 
 def test_randomization_similarity_separates_same_from_random_head(composed, real_faces):
@@ -242,8 +246,16 @@ def _tests_table(own_hits: list[str], same_hits: list[str], other_case: float = 
         hits = same_hits if name == "cam_case" else own_hits
         for region in gradcam.REGIONS:
             share = other_case if region == "other" else 0.1
-            rows.append({"map": name, "region": region, "area_share": 0.3 if region == "other" else 0.1,
-                         "share_case": share, "share_control": 0.1, "q_value": 0.01 if region in hits else 0.5})
+            rows.append(
+                {
+                    "map": name,
+                    "region": region,
+                    "area_share": 0.3 if region == "other" else 0.1,
+                    "share_case": share,
+                    "share_control": 0.1,
+                    "q_value": 0.01 if region in hits else 0.5,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -56,7 +56,12 @@ elif kind == "png":
 
 @pytest.mark.parametrize(
     ("kind", "name", "had_old_version"),
-    [("table", "qc.tsv", True), ("json", "metrics.json", False), ("npz", "f.npz", True), ("png", "chip.png", False)],
+    [
+        ("table", "qc.tsv", True),
+        ("json", "metrics.json", False),
+        ("npz", "f.npz", True),
+        ("png", "chip.png", False),
+    ],
 )
 def test_writer_killed_inside_a_write_leaves_no_partial_output(
     tmp_path: Path, kind: str, name: str, had_old_version: bool

@@ -36,9 +36,7 @@ def _mapping_to_chip(details) -> np.ndarray:
         [[rect.left(), rect.top()], [rect.left(), rect.bottom()], [rect.right(), rect.bottom()]]
     )
     source = (corners - centre) @ rotation.T + centre
-    target = np.array(
-        [[0, 0], [0, details.rows - 1], [details.cols - 1, details.rows - 1]], dtype=np.float64
-    )
+    target = np.array([[0, 0], [0, details.rows - 1], [details.cols - 1, details.rows - 1]], dtype=np.float64)
     return cv2.getAffineTransform(source.astype(np.float32), target.astype(np.float32))
 
 

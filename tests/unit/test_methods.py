@@ -14,7 +14,12 @@ from phenoface.methods import REFERENCES, methods_html, methods_markdown, number
 PROVENANCE = {
     "code": {"commit": "0123456789abcdef0123"},
     "python": "3.11.7",
-    "packages": {"snakemake": "9.27.1", "dlib-bin": "20.0.1.post1", "keras": "3.15.1", "scikit-learn": "1.9.1"},
+    "packages": {
+        "snakemake": "9.27.1",
+        "dlib-bin": "20.0.1.post1",
+        "keras": "3.15.1",
+        "scikit-learn": "1.9.1",
+    },
 }
 
 

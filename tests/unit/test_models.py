@@ -11,8 +11,8 @@ import pytest
 from phenoface.errors import PhenofaceError
 from phenoface.models import (
     MEDIAPIPE_MODELS,
-    download_mediapipe_wheel,
     dlib_model_path,
+    download_mediapipe_wheel,
     ensure_mediapipe_models,
     extract_mediapipe_models,
     mediapipe_model_paths,
@@ -87,9 +87,7 @@ def test_extract_rejects_wheel_with_wrong_sha(tmp_path):
 
 def test_extract_rejects_tampered_member(model_paths, tmp_path):
     """A wheel holding a tampered network is refused, and neither network is written."""
-    contents = {
-        spec.member: model_paths[name].read_bytes() for name, spec in MEDIAPIPE_MODELS.items()
-    }
+    contents = {spec.member: model_paths[name].read_bytes() for name, spec in MEDIAPIPE_MODELS.items()}
     contents[MEDIAPIPE_MODELS["face_landmark"].member] += b"tampered"
     wheel = _fake_wheel(tmp_path / "mediapipe.whl", contents)
     with pytest.raises(PhenofaceError, match="face_landmark.tflite in .* has sha256"):
@@ -99,9 +97,7 @@ def test_extract_rejects_tampered_member(model_paths, tmp_path):
 
 def test_extract_writes_verified_members(model_paths, tmp_path):
     """A wheel with the right members yields both networks, byte-identical, readable by others."""
-    contents = {
-        spec.member: model_paths[name].read_bytes() for name, spec in MEDIAPIPE_MODELS.items()
-    }
+    contents = {spec.member: model_paths[name].read_bytes() for name, spec in MEDIAPIPE_MODELS.items()}
     wheel = _fake_wheel(tmp_path / "mediapipe.whl", contents)
     written = extract_mediapipe_models(wheel, tmp_path / "out", wheel_sha256=None)
     for name, path in written.items():

@@ -24,7 +24,9 @@ EYES_AND_BROWS = list(range(17, 27)) + list(range(36, 48))
 SIZE = 200
 
 
-def spot_position(point: np.ndarray, landmarks: np.ndarray, strength: float, shape=(SIZE, SIZE)) -> np.ndarray:
+def spot_position(
+    point: np.ndarray, landmarks: np.ndarray, strength: float, shape=(SIZE, SIZE)
+) -> np.ndarray:
     """Where a spot drawn at ``point`` lies after the warp (intensity centroid, pixels)."""
     ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
     spot = np.exp(-((xs - point[0]) ** 2 + (ys - point[1]) ** 2) / (2 * 1.5**2)).astype(np.float32)

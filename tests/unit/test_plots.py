@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from matplotlib.text import Annotation
 from PIL import Image
+from sheet_factory import make_sheet
 
 from phenoface import cohort_tables, plots, sampling
-from sheet_factory import make_sheet
 
 BINS = [0, 10, 20, 30, 40, 50, 60, 70]
 
@@ -22,7 +22,7 @@ def study() -> dict:
     ranked = sampling.rank_pool(pool, BINS, ["age", "sex"], seed=0)
     status = {image_id: "not_needed" for image_id in pool["image_id"]}
     order = ranked.loc[ranked["eligible"]].sort_values(["stratum", "rank"])
-    for image_id, stratum, rank in zip(order["image_id"], order["stratum"], order["rank"]):
+    for image_id, rank in zip(order["image_id"], order["rank"]):
         if rank <= 7:
             status[image_id] = "no_face" if rank == 1 else "ok"
     status[cases["image_id"].iloc[0]] = "unreadable"

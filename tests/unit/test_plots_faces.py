@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from test_shape import synthetic_cohort, template_face
 
 from phenoface import average_faces, plots_faces, shape_tests
-from test_shape import synthetic_cohort, template_face
 
 
 def constant_faces(n_case: int, n_control: int, value: int = 200) -> average_faces.AverageFaces:
@@ -79,8 +79,13 @@ def test_landmark_comparison_marks_significant_points() -> None:
 def test_shape_index_figure_counts_faces() -> None:
     """The shape-index figure has one panel per index with n per sex and group in the tick labels."""
     table = pd.DataFrame(
-        {"group": ["case"] * 3 + ["control"] * 2, "sex": ["F"] * 5, "fwhr": np.arange(5.0),
-         "cjwr": np.ones(5), "par": np.arange(5.0)}  # fmt: skip
+        {
+            "group": ["case"] * 3 + ["control"] * 2,
+            "sex": ["F"] * 5,
+            "fwhr": np.arange(5.0),
+            "cjwr": np.ones(5),
+            "par": np.arange(5.0),
+        }  # fmt: skip
     )
     figure = plots_faces.plot_shape_indices(table)
     assert len(figure.axes) == 3

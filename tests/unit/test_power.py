@@ -100,7 +100,9 @@ def test_draw_is_seeded_balanced_and_eligible_only():
     """n faces, n//2 cases, only rows with a sex and an age in the bins; same seed, same draw."""
     pool = sheet()
     first = draw_power_sample(pool, 21, np.random.default_rng(repeat_seed(42, 0)), AGE_BINS, ["age", "sex"])
-    again = draw_power_sample(pool.iloc[::-1], 21, np.random.default_rng(repeat_seed(42, 0)), AGE_BINS, ["age", "sex"])
+    again = draw_power_sample(
+        pool.iloc[::-1], 21, np.random.default_rng(repeat_seed(42, 0)), AGE_BINS, ["age", "sex"]
+    )
     other = draw_power_sample(pool, 21, np.random.default_rng(repeat_seed(42, 1)), AGE_BINS, ["age", "sex"])
     assert len(first) == 21 and (first["group"] == "case").sum() == 10
     assert first["sex"].isin(["M", "F"]).all() and first["image_id"].is_unique
@@ -128,7 +130,14 @@ def test_cohort_keeps_faces_whose_planted_photo_passed_qc():
 
 def test_power_row_reads_metrics_and_all_faces_indices():
     """A power.csv row carries the metrics and the all-faces index differences, not a sex subset's."""
-    metrics = {"auc": 0.8, "auc_ci_low": 0.75, "auc_ci_high": 0.85, "accuracy": 0.7, "n_train": 10, "n_test": 12}
+    metrics = {
+        "auc": 0.8,
+        "auc_ci_low": 0.75,
+        "auc_ci_high": 0.85,
+        "accuracy": 0.7,
+        "n_train": 10,
+        "n_test": 12,
+    }
     tests = pd.DataFrame(
         {
             "subset": ["all", "all", "all", "M"],

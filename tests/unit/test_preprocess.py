@@ -26,7 +26,8 @@ def shard(*rows: tuple[str, str, str]) -> pd.DataFrame:
 def test_untried_pool_rows_become_not_needed_in_sheet_order() -> None:
     """Pool rows no shard reported get status not_needed; order follows the sheets."""
     table = summarize_qc(
-        sheet_rows(), [shard(("c2", "cases", "ok"), ("p2", "pool", "no_face")), shard(("c1", "cases", "unreadable"))]
+        sheet_rows(),
+        [shard(("c2", "cases", "ok"), ("p2", "pool", "no_face")), shard(("c1", "cases", "unreadable"))],
     )
     assert list(table["image_id"]) == ["c1", "c2", "p1", "p2", "p3"]
     assert list(table["status"]) == ["unreadable", "ok", "not_needed", "no_face", "not_needed"]

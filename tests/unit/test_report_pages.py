@@ -51,4 +51,4 @@ def test_qc_status_page_counts_statuses_instead_of_listing_images(tmp_path: Path
                   "status": ["ok", "no_face", "ok", "not_needed"]}).to_csv(path, sep="\t", index=False)  # fmt: skip
     html = render_table_page("qc_status", read_result_table(path), path)
     assert html.count("<tr>") == 4 and ">no_face<" in html and ">not_needed<" in html
-    assert "<td class=\"text\">all</td><td>2</td><td>1</td><td>1</td><td>4</td>" in html
+    assert '<td class="text">all</td><td>2</td><td>1</td><td>1</td><td>4</td>' in html

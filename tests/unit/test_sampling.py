@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-
 from types import SimpleNamespace
 
+import megaage_to_sheet
 import numpy as np
 import pandas as pd
 import pytest
+from sheet_factory import make_sheet
 
-import megaage_to_sheet
 from phenoface import cohort_tables, sampling
 from phenoface.cohort import COHORT_COLUMNS
 from phenoface.errors import PhenofaceError
 from phenoface.sheets import read_sheet
-from sheet_factory import make_sheet
 
 BINS = [0, 10, 20, 30, 40, 50, 60, 70]
 AGE_SEX = ["age", "sex"]
@@ -132,7 +131,7 @@ def test_plan_candidates_round_one_takes_oversampled_first_ranks(cases, pool):
     plan = sampling.plan_candidates(ranked, needed, None, oversample=1.5)
     counts = plan["stratum"].value_counts().to_dict()
     assert counts == {"F|40-49": 9, "M|50-59": 6, "F|0-9": 5, "M|70+": 3}
-    for stratum, group in plan.groupby("stratum"):
+    for _, group in plan.groupby("stratum"):
         assert sorted(group["rank"]) == list(range(1, len(group) + 1))
     assert "M|30-39" not in counts  # a stratum without cases gets no candidates
 
@@ -497,7 +496,11 @@ def test_sample_matched_controls_run_writes_every_output(tmp_path):
         "shortfall": ".csv",
     }
     outputs = {key: tmp_path / "out" / f"{key}{suffix}" for key, suffix in suffixes.items()}
-    inputs = {"qc": tmp_path / "preprocess.tsv", "cases": tmp_path / "cases.csv", "pool": tmp_path / "pool.csv"}
+    inputs = {
+        "qc": tmp_path / "preprocess.tsv",
+        "cases": tmp_path / "cases.csv",
+        "pool": tmp_path / "pool.csv",
+    }
     params = SimpleNamespace(age_bins=BINS, match_on=AGE_SEX, ratio=2, allow_shortfall=False, seed=1)
     cohort = sample_matched_controls.run(inputs, outputs, params)
     assert all(path.stat().st_size > 0 for path in outputs.values())

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sheet_factory import make_sheet
 
 from phenoface import cohort_tables, sampling, sex_inference
 from phenoface.errors import PhenofaceError
 from phenoface.summary import sex_inference_warnings
-from sheet_factory import make_sheet
 
 BINS = [0, 10, 20, 30, 40, 50, 60, 70]
 AGE_SEX = ["age", "sex"]
@@ -22,7 +22,9 @@ def report_for(rows: dict[str, tuple[int, float, float]], pool: pd.DataFrame, mi
     """A sex-inference report from {bin: (n_confident, share_confident, accuracy_confident)}."""
     table = sex_inference.accuracy_by_bin([], [], np.zeros(0), BINS, 0.95)
     for label, (n_confident, share, accuracy) in rows.items():
-        table.loc[table["age_bin"] == label, ["n", "n_confident", "share_confident", "accuracy_confident"]] = [
+        table.loc[
+            table["age_bin"] == label, ["n", "n_confident", "share_confident", "accuracy_confident"]
+        ] = [
             n_confident,
             n_confident,
             share,
@@ -111,7 +113,9 @@ def test_age_only_bin_is_matched_on_age_with_a_warning(cases, pool, caplog):
     with caplog.at_level(logging.WARNING):
         warned = sex_inference.warn_age_only(report, ["0-9", "40-49"], 0.9)
     assert warned == ["0-9"]
-    assert any("0-9" in record.getMessage() and record.levelno == logging.WARNING for record in caplog.records)
+    assert any(
+        "0-9" in record.getMessage() and record.levelno == logging.WARNING for record in caplog.records
+    )
     ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=3, age_only_bins=age_only)
     children = ranked["age"] < 10
     assert ranked.loc[children, "eligible"].all() and set(ranked.loc[children, "stratum"]) == {"0-9"}

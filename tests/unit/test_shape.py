@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-
 from types import SimpleNamespace
 
 import numpy as np
@@ -433,4 +432,7 @@ def test_index_group_test_codes_unknown_sex_as_its_own_level() -> None:
     result = shape_tests.index_group_test(values, is_case, ["s"] * n, age, women, rng, 50)
     assert result["adj_covariates"] == "age+sex_unknown" and math.isfinite(result["adj_se"])
     known = np.array(["M", "F"] * 20)
-    assert shape_tests.index_group_test(values, is_case, ["s"] * n, age, known, rng, 50)["adj_covariates"] == "age+sex"
+    assert (
+        shape_tests.index_group_test(values, is_case, ["s"] * n, age, known, rng, 50)["adj_covariates"]
+        == "age+sex"
+    )

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 from skimage.transform import PiecewiseAffineTransform, warp
 from test_shape import similarity, template_face
 

@@ -92,7 +92,9 @@ def test_missing_sheet_says_which_key(tmp_path: Path) -> None:
 def test_same_image_in_both_sheets_is_rejected(sheet_dir: Path) -> None:
     """One file listed as case and control stops with both row numbers."""
     cases = read_sheet(write(sheet_dir / "cases.csv", "image,age,sex\nimg dir/a.jpg,34,F\n"), "cases")
-    pool = read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/c.jpg,3,M\nimg dir/a.jpg,34,F\n"), "pool")
+    pool = read_sheet(
+        write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/c.jpg,3,M\nimg dir/a.jpg,34,F\n"), "pool"
+    )
     with pytest.raises(PhenofaceError, match=r"cases sheet \(row 2\).*pool sheet \(row 3\)"):
         check_sheets_disjoint(cases, pool)
 
@@ -101,7 +103,10 @@ def test_duplicate_content_is_found(sheet_dir: Path) -> None:
     """Byte-identical images under two names are reported with both rows."""
     shutil.copy(sheet_dir / "img dir" / "a.jpg", sheet_dir / "img dir" / "copy.jpg")
     table = read_sheet(
-        write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M\nimg dir/copy.jpg,34,F\n"),
+        write(
+            sheet_dir / "pool.csv",
+            "image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M\nimg dir/copy.jpg,34,F\n",
+        ),
         "pool",
     )
     digests = [file_sha256(p) for p in table["path"]]
@@ -129,7 +134,9 @@ def test_shards_are_stable_when_images_are_added() -> None:
 
 def test_external_sheet_needs_a_group(sheet_dir: Path) -> None:
     """An external validation sheet needs group = case|control on every row."""
-    good = read_sheet(write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/a.jpg,34,F,Case\n"), "external")
+    good = read_sheet(
+        write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/a.jpg,34,F,Case\n"), "external"
+    )
     assert list(good["group"]) == ["case"]
     with pytest.raises(PhenofaceError, match="row 2, column group"):
         read_sheet(write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/a.jpg,34,F,sick\n"), "external")
@@ -141,7 +148,9 @@ def test_validation_sheet_may_not_reuse_a_training_image(sheet_dir: Path) -> Non
     """An image both in the pool and in an external sheet is rejected (it would leak)."""
     pool = read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/a.jpg,34,F\n"), "pool")
     external = read_sheet(
-        write(sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/c.jpg,3,M,case\nimg dir/a.jpg,34,F,control\n"),
+        write(
+            sheet_dir / "ext.csv", "image,age,sex,group\nimg dir/c.jpg,3,M,case\nimg dir/a.jpg,34,F,control\n"
+        ),
         "external",
     )
     with pytest.raises(PhenofaceError, match=r"pool sheet \(row 2\).*external sheet \(row 3\)"):
@@ -202,9 +211,13 @@ def test_unreadable_image_names_the_row_and_the_fix(sheet_dir: Path, monkeypatch
 
     denied = (sheet_dir / "img dir" / "c.jpg").resolve()
     real_access = sheets_module.os.access
-    monkeypatch.setattr(sheets_module.os, "access", lambda path, mode: Path(path) != denied and real_access(path, mode))
+    monkeypatch.setattr(
+        sheets_module.os, "access", lambda path, mode: Path(path) != denied and real_access(path, mode)
+    )
     sheet = write(sheet_dir / "cases.csv", "image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M\n")
-    with pytest.raises(PhenofaceError, match=r"row 3, column image: file .*c\.jpg is not readable\. Fix its permissions\."):
+    with pytest.raises(
+        PhenofaceError, match=r"row 3, column image: file .*c\.jpg is not readable\. Fix its permissions\."
+    ):
         read_sheet(sheet, "cases")
     assert len(read_sheet(sheet, "cases", check_files=False)) == 2
 
@@ -219,8 +232,20 @@ def test_header_and_cells_are_trimmed_and_subject_ids_kept(sheet_dir: Path) -> N
     assert table["image"].tolist() == ["img dir/a.jpg", "img dir/c.jpg"]
     assert table["sex"].tolist() == ["M", ""]
     assert table["subject_id"].tolist() == ["007", ""]
-    assert table["image_id"].tolist() == [image_id_for("pool", "img dir/a.jpg"), image_id_for("pool", "img dir/c.jpg")]
-    assert list(table.columns[:8]) == ["image_id", "sheet", "row", "image", "path", "age", "sex", "subject_id"]
+    assert table["image_id"].tolist() == [
+        image_id_for("pool", "img dir/a.jpg"),
+        image_id_for("pool", "img dir/c.jpg"),
+    ]
+    assert list(table.columns[:8]) == [
+        "image_id",
+        "sheet",
+        "row",
+        "image",
+        "path",
+        "age",
+        "sex",
+        "subject_id",
+    ]
     assert (table["sheet"] == "pool").all()
 
 
@@ -264,7 +289,8 @@ def test_image_id_slug_rules() -> None:
 
 
 @pytest.mark.parametrize(
-    ("n_images", "shard_size", "expected"), [(0, 200, 1), (200, 200, 1), (201, 200, 2), (401, 200, 4), (1000, 0, 1024)]
+    ("n_images", "shard_size", "expected"),
+    [(0, 200, 1), (200, 200, 1), (201, 200, 2), (401, 200, 4), (1000, 0, 1024)],
 )
 def test_shard_count_is_the_next_power_of_two(n_images: int, shard_size: int, expected: int) -> None:
     """ceil(n / shard_size) rounded up to a power of two (a shard size of 0 counts as 1)."""
@@ -289,7 +315,9 @@ def test_disjoint_check_counts_every_shared_image(sheet_dir: Path) -> None:
     with pytest.raises(PhenofaceError) as caught:
         check_sheets_disjoint(cases, pool)
     message = str(caught.value)
-    assert message.startswith(f"image {cases['path'][1]} is in the cases sheet (row 3) and in the pool sheet (row 3)")
+    assert message.startswith(
+        f"image {cases['path'][1]} is in the cases sheet (row 3) and in the pool sheet (row 3)"
+    )
     assert message.endswith("remove it from one sheet (2 such image(s) in all).")
     check_sheets_disjoint(cases)  # one sheet alone is fine
 
@@ -311,13 +339,17 @@ def test_disjoint_check_compares_every_pair(sheet_dir: Path) -> None:
     pool = read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/c.jpg,3,M\n"), "pool")
     reference = read_sheet(write(sheet_dir / "ref.csv", "image,age,sex\nimg dir/c.jpg,3,M\n"), "reference")
     check_sheets_disjoint(cases, pool)
-    with pytest.raises(PhenofaceError, match=r"in the pool sheet \(row 2\) and in the reference sheet \(row 2\)"):
+    with pytest.raises(
+        PhenofaceError, match=r"in the pool sheet \(row 2\) and in the reference sheet \(row 2\)"
+    ):
         check_sheets_disjoint(cases, pool, reference)
 
 
 def test_numeric_looking_subject_ids_stay_text(sheet_dir: Path) -> None:
     """Subject ids such as 007 keep their leading zeros (the sheet is read as text)."""
-    sheet = write(sheet_dir / "cases.csv", "image,age,sex,subject_id\nimg dir/a.jpg,34,F,007\nimg dir/c.jpg,3,M,010\n")
+    sheet = write(
+        sheet_dir / "cases.csv", "image,age,sex,subject_id\nimg dir/a.jpg,34,F,007\nimg dir/c.jpg,3,M,010\n"
+    )
     assert read_sheet(sheet, "cases")["subject_id"].tolist() == ["007", "010"]
 
 
@@ -358,7 +390,9 @@ def test_messages_word_for_word(sheet_dir: Path, name: str, kind: str, body: str
 
 def test_duplicate_content_message_in_full(sheet_dir: Path) -> None:
     """The duplicate-content message ends with what to do."""
-    table = read_sheet(write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M\n"), "pool")
+    table = read_sheet(
+        write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/a.jpg,34,F\nimg dir/c.jpg,3,M\n"), "pool"
+    )
     with pytest.raises(PhenofaceError) as caught:
         find_duplicate_content(table, ["same", "same"])
     assert str(caught.value).endswith("The same picture must not be counted twice: remove one of the rows.")

@@ -220,7 +220,9 @@ def test_split_entry_script_writes_table_and_report(tmp_path):
         "report": tmp_path / "split" / "clusters.json",
     }
     inputs = {"cohort": tmp_path / "cohort.csv", "features": tmp_path / "features.npz"}
-    params = SimpleNamespace(test_fraction=0.5, identity_threshold=0.6, linkage="complete", age_bins=AGE_BINS, seed=3)
+    params = SimpleNamespace(
+        test_fraction=0.5, identity_threshold=0.6, linkage="complete", age_bins=AGE_BINS, seed=3
+    )
     entry.run(inputs, outputs, params)
     table = pd.read_csv(outputs["table"], keep_default_na=False, dtype={"subject_id": str})
     report = json.loads(outputs["report"].read_text())
@@ -235,9 +237,15 @@ def test_split_table_readers_keep_ids_as_text_and_rows_in_order(tmp_path):
     from phenoface.split import feature_rows, read_split_table, training_half
 
     table_path = tmp_path / "cohort_split.csv"
-    table_path.write_text("image_id,group,sex,subject_id,split\n007,case,F,,train\n003,control,M,,test\n001,case,M,,train\n")
+    table_path.write_text(
+        "image_id,group,sex,subject_id,split\n007,case,F,,train\n003,control,M,,test\n001,case,M,,train\n"
+    )
     npz_path = tmp_path / "features.npz"
-    np.savez(npz_path, image_id=np.array(["001", "003", "007"]), pooled=np.arange(6, dtype=np.float64).reshape(3, 2))
+    np.savez(
+        npz_path,
+        image_id=np.array(["001", "003", "007"]),
+        pooled=np.arange(6, dtype=np.float64).reshape(3, 2),
+    )
     table = read_split_table(table_path)
     assert list(table["image_id"]) == ["007", "003", "001"] and table["subject_id"].tolist() == ["", "", ""]
     rows = feature_rows(npz_path, table["image_id"], "pooled")
@@ -261,7 +269,7 @@ def _age_layered_cohort(per_stratum: int, seed: int = 0) -> tuple[pd.DataFrame, 
     for group in ("case", "control"):
         for sex in ("F", "M"):
             for age_bin in (20, 30, 40, 50):
-                for k in range(per_stratum):
+                for _ in range(per_stratum):
                     rows.append({"group": group, "sex": sex, "age": age_bin + int(rng.integers(0, 10))})
     cohort = pd.DataFrame(rows)
     cohort["image_id"] = [f"i{k:04d}" for k in range(len(cohort))]
@@ -274,7 +282,9 @@ def test_split_is_stratified_by_age_bin_within_group_and_sex():
     cohort, descriptors = _age_layered_cohort(10)
     table, report = split_cohort(cohort, descriptors, age_bins=AGE_BINS, seed=3)
     table["age_bin"] = table["age"] // 10 * 10
-    per_stratum = table.groupby(["group", "sex", "age_bin"])["split"].apply(lambda s: int((s == "test").sum()))
+    per_stratum = table.groupby(["group", "sex", "age_bin"])["split"].apply(
+        lambda s: int((s == "test").sum())
+    )
     assert len(per_stratum) == 16
     assert per_stratum.between(4, 6).all(), per_stratum.to_dict()
     assert sorted(report["strata"]) == sorted(

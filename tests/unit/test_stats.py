@@ -134,7 +134,12 @@ def test_auc_label_names_the_confidence_level():
     assert result.label() == "AUC = 0.81 (95% CI 0.77\u20130.85)"
     assert result.label(0.9) == "AUC = 0.81 (90% CI 0.77\u20130.85)"
     assert stats.AucResult(math.nan, math.nan, math.nan, math.nan, 0, 3).label() == "AUC undefined"
-    assert result.as_dict("head") == {"head": 0.8123, "head_ci_low": 0.7712, "head_ci_high": 0.8534, "head_se": 0.02}
+    assert result.as_dict("head") == {
+        "head": 0.8123,
+        "head_ci_low": 0.7712,
+        "head_ci_high": 0.8534,
+        "head_se": 0.02,
+    }
 
 
 def test_delong_ci_matches_large_bootstrap():
@@ -165,8 +170,11 @@ def test_stratified_bootstrap_keeps_class_counts():
 def test_bootstrap_ci_is_reproducible_for_a_seed():
     """Same seed, same interval; another seed, another interval."""
     labels, scores = noisy_scores(100, seed=2)
+
     def interval(seed: int) -> tuple[float, float]:
-        replicates = stats.stratified_bootstrap(labels, scores, stats.auc_score, np.random.default_rng(seed), 300)
+        replicates = stats.stratified_bootstrap(
+            labels, scores, stats.auc_score, np.random.default_rng(seed), 300
+        )
         return stats.bootstrap_ci(replicates, 0.95)
 
     first, again, other = interval(7), interval(7), interval(8)
@@ -359,7 +367,9 @@ def test_delong_se_with_one_or_two_cases():
     one_control = stats.auc_delong([0, 1, 1, 1, 1], [0.5, 0.1, 0.6, 0.3, 0.7])
     assert one_control.se == pytest.approx(math.sqrt(np.var([0.0, 1.0, 0.0, 1.0], ddof=1) / 4))
     labels, scores = np.array([1, 1, 0, 0, 0, 0, 0]), np.array([0.8, 0.3, 0.1, 0.5, 0.2, 0.9, 0.4])
-    assert stats.auc_delong(labels, scores).se == pytest.approx(math.sqrt(naive_delong(labels, scores)[1]), rel=1e-12)
+    assert stats.auc_delong(labels, scores).se == pytest.approx(
+        math.sqrt(naive_delong(labels, scores)[1]), rel=1e-12
+    )
     assert stats.auc_delong(1 - labels, scores).se == pytest.approx(
         math.sqrt(naive_delong(1 - labels, scores)[1]), rel=1e-12
     )
@@ -417,13 +427,20 @@ def test_threshold_metrics_carry_counts_and_the_level():
     probs = [0.9, 0.6, 0.2, 0.1, 0.7, 0.3, 0.4]
     metrics = stats.threshold_metrics(labels, probs, confidence=0.9)
     low, high = stats.wilson_ci(2, 3, 0.9)
-    assert metrics["sensitivity"] == {"value": 2 / 3, "ci_low": low, "ci_high": high, "numerator": 2, "denominator": 3}
+    assert metrics["sensitivity"] == {
+        "value": 2 / 3,
+        "ci_low": low,
+        "ci_high": high,
+        "numerator": 2,
+        "denominator": 3,
+    }
     assert (metrics["ppv"]["numerator"], metrics["ppv"]["denominator"]) == (2, 3)
     assert (metrics["accuracy"]["numerator"], metrics["accuracy"]["denominator"]) == (5, 7)
 
 
 @pytest.mark.parametrize(
-    ("labels", "probs", "expected"), [([1, 1], [0.9, 0.8], 0.025), ([0, 0], [0.1, 0.2], 0.025), ([1], [0.7], 0.09)]
+    ("labels", "probs", "expected"),
+    [([1, 1], [0.9, 0.8], 0.025), ([0, 0], [0.1, 0.2], 0.025), ([1], [0.7], 0.09)],
 )
 def test_brier_score_with_one_class_or_one_row(labels, probs, expected):
     """The Brier score is the mean squared error even when one class (or one row) is all there is."""
@@ -439,12 +456,18 @@ def test_classification_summary_defaults_and_level():
     """Defaults are threshold 0.5 and 95%; a 90% summary carries 90% DeLong and Wilson limits and the Brier score."""
     labels, scores = noisy_scores(80, seed=6)
     probs = 1 / (1 + np.exp(-scores))
-    assert stats.classification_summary(labels, probs) == stats.classification_summary(labels, probs, 0.5, 0.95)
+    assert stats.classification_summary(labels, probs) == stats.classification_summary(
+        labels, probs, 0.5, 0.95
+    )
     summary = stats.classification_summary(labels, probs, confidence=0.9)
     auc90 = stats.auc_delong(labels, probs, 0.9)
     assert (summary["auc_ci_low"], summary["auc_ci_high"]) == (auc90.ci_low, auc90.ci_high)
     npv = stats.threshold_metrics(labels, probs, 0.5, 0.9)["npv"]
-    assert (summary["npv"], summary["npv_ci_low"], summary["npv_ci_high"]) == (npv["value"], npv["ci_low"], npv["ci_high"])
+    assert (summary["npv"], summary["npv_ci_low"], summary["npv_ci_high"]) == (
+        npv["value"],
+        npv["ci_low"],
+        npv["ci_high"],
+    )
     assert summary["brier"] == pytest.approx(brier_score_loss(labels, probs))
 
 
@@ -462,8 +485,12 @@ def subgroup_predictions() -> pd.DataFrame:
     people = [(1, "F", 25)] * 10 + [(1, "F", 75)] * 2 + [(0, "F", 25)] * 10
     people += [(1, "M", 45)] * 9 + [(0, "M", 45)] * 10 + [(0, "M", 65)] * 5
     labels = np.array([p[0] for p in people])
-    probs = np.clip(0.5 + 0.25 * (labels - 0.5) + np.random.default_rng(2).normal(0, 0.2, len(people)), 0.01, 0.99)
-    return pd.DataFrame({"y_true": labels, "prob": probs, "sex": [p[1] for p in people], "age": [p[2] for p in people]})
+    probs = np.clip(
+        0.5 + 0.25 * (labels - 0.5) + np.random.default_rng(2).normal(0, 0.2, len(people)), 0.01, 0.99
+    )
+    return pd.DataFrame(
+        {"y_true": labels, "prob": probs, "sex": [p[1] for p in people], "age": [p[2] for p in people]}
+    )
 
 
 def test_subgroup_rows_counts_and_notes():
@@ -476,12 +503,22 @@ def test_subgroup_rows_counts_and_notes():
     assert table["n_case"].tolist() == [21, 12, 9, 10, 9, 0, 2]
     fewer = "fewer than 10 of one class: interval unreliable"
     assert table["note"].tolist() == [
-        "", "", fewer, "", fewer, "only controls (n=5): AUC undefined", "only cases (n=2): AUC undefined"
+        "",
+        "",
+        fewer,
+        "",
+        fewer,
+        "only controls (n=5): AUC undefined",
+        "only cases (n=2): AUC undefined",
     ]
     women = predictions[predictions["sex"] == "F"]
     expected = stats.auc_delong(women["y_true"], women["prob"], 0.9)
     row = table.iloc[1]
-    assert (row["auc"], row["auc_ci_low"], row["auc_ci_high"]) == (expected.auc, expected.ci_low, expected.ci_high)
+    assert (row["auc"], row["auc_ci_low"], row["auc_ci_high"]) == (
+        expected.auc,
+        expected.ci_low,
+        expected.ci_high,
+    )
 
 
 def test_derive_seeds_of_zero_is_empty():

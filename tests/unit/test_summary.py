@@ -39,7 +39,13 @@ METRICS = {
     "confidence": 0.95,
     "baselines": {
         "age_sex": {"auc": 0.52, "auc_ci_low": 0.4, "auc_ci_high": 0.64, "n_test": 40, "status": "ok"},
-        "image_statistics": {"auc": 0.97, "auc_ci_low": 0.93, "auc_ci_high": 1.0, "n_test": 40, "status": "ok"},
+        "image_statistics": {
+            "auc": 0.97,
+            "auc_ci_low": 0.93,
+            "auc_ci_high": 1.0,
+            "n_test": 40,
+            "status": "ok",
+        },
     },
     "repeats": {"n": 3, "auc_mean": 0.8, "auc_sd": 0.021, "auc_min": 0.78, "auc_max": 0.83},
     "external": {"clinic_b": {"n": 24, "auc": 0.66, "auc_ci_low": 0.44, "auc_ci_high": 0.88}},
@@ -108,7 +114,10 @@ def test_each_warning_gets_specific_advice_or_its_stage_pointer() -> None:
 def test_collect_warnings_keeps_stage_source_and_message() -> None:
     """Warnings of two records come back with their stage and file, in file order."""
     found = collect_warnings(
-        {"results/evaluation/metrics.json": METRICS, "results/explain/sanity.json": {"warnings": ["maps odd"]}}
+        {
+            "results/evaluation/metrics.json": METRICS,
+            "results/explain/sanity.json": {"warnings": ["maps odd"]},
+        }
     )
     assert [(w.stage, w.source) for w in found] == [
         ("evaluation", "results/evaluation/metrics.json"),
@@ -181,7 +190,9 @@ def test_landing_fragment_is_short_and_counts_warnings_by_stage() -> None:
         {"results/evaluation/metrics.json": METRICS, "results/explain/sanity.json": {"warnings": ["a", "b"]}}
     )
     html = render_landing(CONFIG, METRICS, warnings, BALANCE, QC)
-    assert html.startswith("<p><b>Held-out AUC 0.81 (95% CI 0.70–0.92) on 40 test images; 3 warning(s).</b></p>")
+    assert html.startswith(
+        "<p><b>Held-out AUC 0.81 (95% CI 0.70–0.92) on 40 test images; 3 warning(s).</b></p>"
+    )
     assert "image statistics 0.97 (95% CI 0.93–1.00)" in html
     assert "(1 from evaluation, 2 from explanation (Grad-CAM))" in html
     assert "<style" not in html and "<html" not in html and "<img" not in html

@@ -36,7 +36,9 @@ def run(inputs: dict[str, Any], outputs: dict[str, str], params: Any) -> average
         mean_landmarks=faces.mean_landmarks,
     )
     io.write_table(outputs["landmarks"], average_faces.landmarks_mean_table(faces))
-    figure = plots_faces.plot_average_faces(faces, min_group_size, show_faces, shape_normalised=shape_normalised)
+    figure = plots_faces.plot_average_faces(
+        faces, min_group_size, show_faces, shape_normalised=shape_normalised
+    )
     io.save_figure(outputs["figure"], figure, dpi=150)
     return faces
 

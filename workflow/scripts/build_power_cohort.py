@@ -25,7 +25,10 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
         ignore_index=True,
     )
     qc = pd.concat(
-        [pd.read_csv(path, sep="\t", dtype={"image_id": str}, keep_default_na=False) for path in snakemake.input.qc],
+        [
+            pd.read_csv(path, sep="\t", dtype={"image_id": str}, keep_default_na=False)
+            for path in snakemake.input.qc
+        ],
         ignore_index=True,
     )
     cohort = power_cohort(sample, qc)

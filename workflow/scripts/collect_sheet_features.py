@@ -2,7 +2,6 @@
 
 import logging
 
-
 from phenoface.features import read_feature_shards
 from phenoface.io import write_npz, write_table
 from phenoface.qc import ok_ids, read_qc

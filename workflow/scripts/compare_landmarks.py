@@ -3,7 +3,6 @@
 import logging
 from typing import Any
 
-
 from phenoface import io, plots_faces, shape, shape_tests
 from phenoface.cohort import SEXES, read_cohort
 from phenoface.qc import read_qc

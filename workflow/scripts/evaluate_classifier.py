@@ -28,7 +28,9 @@ def run(inputs: dict[str, Any], outputs: dict[str, str], params: Any) -> dict[st
     features = feature_rows(inputs["features"], split_table["image_id"], HEAD_INPUT)
     head = load_model(inputs["head"])
     predictions = predict_all(split_table, predict_head(head, features), threshold)
-    metrics = headline_metrics(predictions, confidence, threshold, params.n_bootstrap, params.seed, inputs["split"])
+    metrics = headline_metrics(
+        predictions, confidence, threshold, params.n_bootstrap, params.seed, inputs["split"]
+    )
     test = predictions[predictions["split"] == "test"].reset_index(drop=True)
     y_test, p_test = test["y_true"].to_numpy(), test["prob"].to_numpy()
     subgroups = stats.subgroup_metrics(test, params.age_bins, threshold, confidence)
@@ -45,7 +47,9 @@ def run(inputs: dict[str, Any], outputs: dict[str, str], params: Any) -> dict[st
         threshold,
         confidence,
     )
-    metrics["warnings"] = evaluation_warnings(metrics, subgroups, baselines, params.warn_auc, params.age_sex_range)
+    metrics["warnings"] = evaluation_warnings(
+        metrics, subgroups, baselines, params.warn_auc, params.age_sex_range
+    )
     for sentence in metrics["warnings"]:
         LOGGER.warning(sentence)
 

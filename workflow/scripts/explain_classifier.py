@@ -1,7 +1,8 @@
 """Rule explain_classifier: guided Grad-CAM of the trained classifier on held-out images."""
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from phenoface import io
 from phenoface.runtime import describe_device
@@ -23,9 +24,14 @@ def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Any) -> d
     LOGGER.info("device: %s", describe_device())
     layer, batch_size = params.layer, params.gradcam_batch_size
     split = read_split_table(inputs["split"])
-    rows = explained_rows(split, read_qc(inputs["qc"]), params.max_images, params.source, params.seed, inputs["qc"])
+    rows = explained_rows(
+        split, read_qc(inputs["qc"]), params.max_images, params.source, params.seed, inputs["qc"]
+    )
     LOGGER.info(
-        "explaining %d held-out images (%s) at layer %s", len(rows), rows["group"].value_counts().to_dict(), layer
+        "explaining %d held-out images (%s) at layer %s",
+        len(rows),
+        rows["group"].value_counts().to_dict(),
+        layer,
     )
     explanation = explain_held_out(
         load_model(inputs["model"]),
@@ -61,7 +67,9 @@ def run(inputs: Mapping[str, str], outputs: Mapping[str, str], params: Any) -> d
     example_labels = [f"{rows['group'].iloc[i]}, p(case) = {probability[i]:.2f}" for i in chosen]
     io.save_figure(
         outputs["examples_png"],
-        plot_examples(chips[chosen], examples["guided"], examples["cam"], examples["guided_gradcam"], example_labels),
+        plot_examples(
+            chips[chosen], examples["guided"], examples["cam"], examples["guided_gradcam"], example_labels
+        ),
     )
     return explanation.sanity
 

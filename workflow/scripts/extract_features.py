@@ -23,7 +23,9 @@ def run(inputs: dict, outputs: dict, params) -> None:
     pooled, descriptor = extract_features(model, read_chips(paths), params.batch_size)
     elapsed = time.perf_counter() - start
     log.info("%d chips in %.2f s (%.1f chips/s)", len(paths), elapsed, len(paths) / max(elapsed, 1e-9))
-    write_npz(outputs["features"], image_id=np.asarray(image_ids, dtype=str), pooled=pooled, descriptor=descriptor)
+    write_npz(
+        outputs["features"], image_id=np.asarray(image_ids, dtype=str), pooled=pooled, descriptor=descriptor
+    )
 
 
 if __name__ == "__main__":

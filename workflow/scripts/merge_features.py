@@ -8,7 +8,9 @@ from phenoface.io import write_npz
 
 def run(inputs: dict, outputs: dict, params) -> None:
     merged = read_feature_shards(inputs["shards"])
-    logging.getLogger("merge_features").info("%d images from %d shards", len(merged["image_id"]), len(inputs["shards"]))
+    logging.getLogger("merge_features").info(
+        "%d images from %d shards", len(merged["image_id"]), len(inputs["shards"])
+    )
     write_npz(outputs["features"], **merged)
 
 

@@ -13,7 +13,18 @@ import logging
 import numpy as np
 import pandas as pd
 
-PLANTED_COLUMNS = ["image_id", "path", "group", "age", "sex", "subject_id", "stratum", "located", "strength", "planted"]
+PLANTED_COLUMNS = [
+    "image_id",
+    "path",
+    "group",
+    "age",
+    "sex",
+    "subject_id",
+    "stratum",
+    "located",
+    "strength",
+    "planted",
+]
 
 
 def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects

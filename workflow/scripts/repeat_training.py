@@ -4,9 +4,9 @@ One split's test AUC depends on which people fell in the test half; the
 spread over repeats says how much.
 """
 
-
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

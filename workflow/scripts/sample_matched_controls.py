@@ -5,7 +5,8 @@ With sex inferred from the face (inputs ``sex_model``, ``sex_report``,
 """
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -30,9 +31,18 @@ def run(inputs: Mapping[str, Any], outputs: Mapping[str, Any], params: Any) -> p
         case_bins = sampling.label_ages(cases["age"], age_bins)
         sex_inference.warn_age_only(report, list(case_bins), float(params.sex_min_accuracy))
         predictions = sex_inference.predict_pool(inputs["sex_model"], list(inputs["pool_features"]))
-        ranked = sex_inference.infer_pool(ranked, age_bins, params.seed, predictions, float(params.sex_confidence))
+        ranked = sex_inference.infer_pool(
+            ranked, age_bins, params.seed, predictions, float(params.sex_confidence)
+        )
     cohort, shortfall = sampling.draw_controls(
-        cases, ranked, qc, age_bins, match_on, ratio=params.ratio, allow_shortfall=params.allow_shortfall, age_only_bins=age_only
+        cases,
+        ranked,
+        qc,
+        age_bins,
+        match_on,
+        ratio=params.ratio,
+        allow_shortfall=params.allow_shortfall,
+        age_only_bins=age_only,
     )
     if infer:
         cohort = sex_inference.annotate_cohort(cohort, ranked)

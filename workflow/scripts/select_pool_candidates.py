@@ -27,7 +27,9 @@ def run(inputs: dict, outputs: dict, params) -> None:
     tried = read_qc(inputs["pool_qc"])
     candidates = plan_candidates(ranked, needed, tried, params.oversample)
     if infer:
-        unknown = sex_inference.plan_unknown_candidates(ranked, needed, tried, candidates, report, params.oversample)
+        unknown = sex_inference.plan_unknown_candidates(
+            ranked, needed, tried, candidates, report, params.oversample
+        )
         candidates = pd.concat([candidates, unknown])
     candidates = candidates.assign(
         shard=[f"{s:04d}" for s in assign_shards(list(candidates["image_id"]), params.shard_size)]

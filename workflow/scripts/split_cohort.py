@@ -1,8 +1,9 @@
 """Rule split_cohort: train and test halves, stratified, with each person on one side."""
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from phenoface.cohort import read_cohort
 from phenoface.split import align_features, split_cohort
 
 LOGGER = logging.getLogger("split_cohort")
+
 
 def read_descriptors(path: str | Path, image_ids: Sequence[str]) -> np.ndarray:
     """The face descriptors of ``image_ids``, in that order."""

@@ -18,7 +18,7 @@ import pandas as pd
 
 def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
     """Build power.csv/json/png and the evidence tables."""
-    from phenoface import io, power, plots_power
+    from phenoface import io, plots_power, power
     from phenoface.runtime import setup_logging
     from phenoface.stats import json_ready
 
@@ -29,7 +29,9 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
     for index, (repeat, strength) in enumerate(snakemake.params.runs):
         strength = float(strength)
         metrics = json.loads(open(inputs.metrics[index]).read())
-        shape_tests = pd.read_csv(inputs.shape_tests[index], keep_default_na=False, na_values={"diff": [""], "p_perm": [""]})
+        shape_tests = pd.read_csv(
+            inputs.shape_tests[index], keep_default_na=False, na_values={"diff": [""], "p_perm": [""]}
+        )
         cohort = pd.read_csv(inputs.cohort[index], dtype={"group": str}, keep_default_na=False)
         rows.append(power.power_row(strength, repeat, metrics, shape_tests, cohort))
         regions.append(power.region_share_rows(strength, repeat, pd.read_csv(inputs.region_tests[index])))
@@ -56,7 +58,9 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
     io.write_table(snakemake.output.landmarks, pd.concat(landmarks, ignore_index=True))
     io.write_json(snakemake.output.summary, json_ready(detection))
     confidence = float(snakemake.params.confidence)
-    io.save_figure(snakemake.output.figure, plots_power.plot_power(table, detection["threshold"], confidence), dpi=150)
+    io.save_figure(
+        snakemake.output.figure, plots_power.plot_power(table, detection["threshold"], confidence), dpi=150
+    )
     io.save_figure(snakemake.output.regions_png, plots_power.plot_region_shift(region_table), dpi=150)
 
 

@@ -4,8 +4,8 @@ import json
 import logging
 
 from phenoface.io import write_text
-from phenoface.report_tables import read_result_table
 from phenoface.qc import read_qc
+from phenoface.report_tables import read_result_table
 from phenoface.summary import (
     collect_warnings,
     render_landing,

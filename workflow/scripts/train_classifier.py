@@ -2,7 +2,8 @@
 
 import dataclasses
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from phenoface import io
 from phenoface.runtime import describe_device
@@ -14,7 +15,6 @@ def run(inputs: Mapping[str, Any], outputs: Mapping[str, Any], params: Any) -> d
     """Train, compose, and write every output; return the summary."""
     from phenoface.backbone import load_backbone
     from phenoface.cohort import case_labels
-    from phenoface.split import read_split_table, training_half
     from phenoface.model import (
         HEAD_INPUT,
         HeadConfig,
@@ -24,6 +24,7 @@ def run(inputs: Mapping[str, Any], outputs: Mapping[str, Any], params: Any) -> d
         save_model,
         train_head,
     )
+    from phenoface.split import read_split_table, training_half
 
     config, seed = HeadConfig.from_params(params), params.seed
     features, train = training_half(read_split_table(inputs["split"]), inputs["features"], HEAD_INPUT)

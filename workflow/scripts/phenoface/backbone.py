@@ -29,8 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -252,9 +252,7 @@ def convert_dlib_resnet(
     """
     out = Path(out_weights_path)
     if not out.name.endswith(".weights.h5"):
-        raise PhenofaceError(
-            f"{out}: Keras weights files must end in .weights.h5; rename the output"
-        )
+        raise PhenofaceError(f"{out}: Keras weights files must end in .weights.h5; rename the output")
     weights = read_dlib_resnet(dat_path)
     model = build_backbone(weights)
     with atomic_path(out, suffix=".weights.h5") as tmp:
@@ -268,9 +266,7 @@ def load_backbone(weights_path: str | os.PathLike) -> keras.Model:
     """Build the backbone and load weights written by :func:`convert_dlib_resnet`."""
     path = Path(weights_path)
     if not path.is_file():
-        raise PhenofaceError(
-            f"{path}: converted backbone weights not found; run the convert_backbone rule"
-        )
+        raise PhenofaceError(f"{path}: converted backbone weights not found; run the convert_backbone rule")
     model = build_backbone()
     model.load_weights(path)
     return model
@@ -362,15 +358,16 @@ def _grad_with_aux(fn: Callable, args: dict, compiled: dict | None = None) -> tu
             compiled["jax"] = step
         grads, aux = compiled["jax"](jax.tree_util.tree_map(jax.numpy.asarray, args))
     else:
-        raise NotImplementedError(
-            f"gradients are implemented for tensorflow and jax, not {backend}"
-        )
-    as_numpy = lambda tree: {k: np.asarray(v, dtype=np.float32) for k, v in tree.items()}
+        raise NotImplementedError(f"gradients are implemented for tensorflow and jax, not {backend}")
+
+    def as_numpy(tree: dict) -> dict:
+        return {k: np.asarray(v, dtype=np.float32) for k, v in tree.items()}
+
     return as_numpy(grads), as_numpy(aux)
 
 
 #: Compiled gradient functions per model, keyed by what shapes the traced function.
-_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+_COMPILED: weakref.WeakKeyDictionary[keras.Model, dict] = weakref.WeakKeyDictionary()
 
 
 def _sum_output(out):
@@ -447,8 +444,7 @@ def gradients(
     score = target or _sum_output
     inner = [name for name in layer_names if name != INPUT_NAME]
     probes = {
-        name: np.zeros((rows,) + tuple(model.get_layer(name).output.shape[1:]), np.float32)
-        for name in inner
+        name: np.zeros((rows,) + tuple(model.get_layer(name).output.shape[1:]), np.float32) for name in inner
     }
 
     def forward(args: dict):
@@ -476,9 +472,7 @@ def gradients(
         forward, {INPUT_NAME: chips, "chip_weights": weights, **probes}, compiled
     )
     activations[INPUT_NAME] = chips
-    return {
-        name: (activations[name][:n_chips], grads[name][:n_chips]) for name in layer_names
-    }
+    return {name: (activations[name][:n_chips], grads[name][:n_chips]) for name in layer_names}
 
 
 def read_chips(paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -501,5 +495,3 @@ def read_chips(paths: Sequence[str | os.PathLike]) -> np.ndarray:
             )
         chips[index] = image
     return chips
-
-

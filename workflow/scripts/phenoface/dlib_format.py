@@ -219,9 +219,7 @@ def _resnet_layers() -> tuple[LayerSpec, ...]:
     ):
         for index in range(1, blocks + 1):
             first_down = down and index == 1
-            specs += _block(
-                f"level{level}_block{index}", filters, 2 if first_down else 1, first_down
-            )
+            specs += _block(f"level{level}_block{index}", filters, 2 if first_down else 1, first_down)
     specs += [
         LayerSpec("avg_pool", "pooled", (0, 0, 1, 1)),
         LayerSpec("fc", "descriptor", (128,)),

@@ -55,7 +55,9 @@ def explained_rows(
     rows = qc.loc[selected["image_id"]]
     not_ok = rows.index[rows["status"] != OK]
     if len(not_ok):
-        raise PhenofaceError(f"{qc_path}: test image {not_ok[0]} is not ok in QC; rerun sample_matched_controls")
+        raise PhenofaceError(
+            f"{qc_path}: test image {not_ok[0]} is not ok in QC; rerun sample_matched_controls"
+        )
     # features.input is an enum in the config schema.
     chip_paths = rows[CHIP_COLUMNS[source]].to_numpy()
     return selected.assign(chip_path=chip_paths, landmarks_path=rows["landmarks"].to_numpy())
@@ -72,7 +74,9 @@ def shuffled_label_model(model, split: pd.DataFrame, features_path: str, head_co
     LOGGER.info("retraining the head on %d training images with shuffled labels", len(labels))
     head, _ = train_head(features, labels, head_config, seed)
     # The head's layers carry the same names inside the composed model.
-    return with_head_weights(model, {layer.name: layer.get_weights() for layer in head.layers if layer.weights})
+    return with_head_weights(
+        model, {layer.name: layer.get_weights() for layer in head.layers if layer.weights}
+    )
 
 
 def finite_summary(values: np.ndarray) -> dict:
@@ -80,7 +84,12 @@ def finite_summary(values: np.ndarray) -> dict:
     finite = values[np.isfinite(values)]
     if not len(finite):
         return {"n": 0, "median": None, "min": None, "max": None}
-    return {"n": len(finite), "median": float(np.median(finite)), "min": float(finite.min()), "max": float(finite.max())}
+    return {
+        "n": len(finite),
+        "median": float(np.median(finite)),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+    }
 
 
 def sanity_checks(
@@ -174,4 +183,6 @@ def explain_held_out(
         seed=seed,
         warnings=sanity_warnings(sanity, counts, degenerate, tests),
     )
-    return Explanation(rows, chips, landmarks, logit, result, probability, usable, shares, tests, counts, sanity)
+    return Explanation(
+        rows, chips, landmarks, logit, result, probability, usable, shares, tests, counts, sanity
+    )

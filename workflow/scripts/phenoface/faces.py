@@ -26,7 +26,6 @@ from .qc import OK
 ALPHA_BACKGROUND = (128, 128, 128)
 
 
-
 class UnreadableImage(Exception):
     """The file cannot be decoded into a complete image."""
 
@@ -197,7 +196,7 @@ class FacePreprocessor:
         dlib = self._dlib
         height, width = rgb.shape[:2]
         size = (width, height)
-        for attempt, (pad_fraction, border, upsample) in enumerate(self._detection_attempts()):
+        for pad_fraction, border, upsample in self._detection_attempts():
             pad = int(round(pad_fraction * max(height, width)))
             padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, border, value=(0, 0, 0))
             rects, scores, _ = self.detector.run(padded, upsample, 0.0)

@@ -7,7 +7,7 @@ sex classifier, the control draw) need no Keras.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,13 +20,9 @@ def merge_feature_tables(tables: Sequence[dict]) -> dict[str, np.ndarray]:
     Each table holds ``image_id``, ``pooled`` and ``descriptor``; an image id
     present twice raises :class:`PhenofaceError`.
     """
-    image_ids = np.concatenate(
-        [np.asarray(t["image_id"], dtype=str) for t in tables] or [np.zeros(0, str)]
-    )
+    image_ids = np.concatenate([np.asarray(t["image_id"], dtype=str) for t in tables] or [np.zeros(0, str)])
     pooled = np.concatenate([t["pooled"] for t in tables] or [np.zeros((0, 256), np.float32)])
-    descriptor = np.concatenate(
-        [t["descriptor"] for t in tables] or [np.zeros((0, 128), np.float32)]
-    )
+    descriptor = np.concatenate([t["descriptor"] for t in tables] or [np.zeros((0, 128), np.float32)])
     unique, counts = np.unique(image_ids, return_counts=True)
     if (counts > 1).any():
         raise PhenofaceError(

@@ -22,7 +22,7 @@ what the backbone sees, not what separates the groups.
 from __future__ import annotations
 
 import logging
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import keras
@@ -115,9 +115,7 @@ def logit_model(model: keras.Model) -> keras.Model:
     linear = keras.layers.Dense(1, activation=None, use_bias=last.use_bias, name=LOGIT_LAYER)
     # Rebuild the graph reusing every layer but the last (the layers were
     # called in more than one graph, so their ``input`` is ambiguous).
-    rebuilt = keras.models.clone_model(
-        model, clone_function=lambda layer: linear if layer is last else layer
-    )
+    rebuilt = keras.models.clone_model(model, clone_function=lambda layer: linear if layer is last else layer)
     linear.set_weights(last.get_weights())
     return keras.Model(rebuilt.inputs, rebuilt.outputs, name=f"{model.name}_logit")
 
@@ -318,7 +316,10 @@ def region_labels(landmarks: np.ndarray, size: int = CHIP_SIZE) -> np.ndarray:
     points = np.asarray(landmarks, np.float64)
     if points.shape != (lm.N_LANDMARKS, 2) or not np.isfinite(points).all():
         raise PhenofaceError(f"landmarks must be 68 finite (x, y) points, got shape {points.shape}")
-    as_int = lambda idx: np.round(points[idx]).astype(np.int32)
+
+    def as_int(indices) -> np.ndarray:
+        return np.round(points[indices]).astype(np.int32)
+
     masks = {name: np.zeros((size, size), np.uint8) for name in REGIONS}
     for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
         cv2.fillPoly(masks["eyes"], [as_int(list(eye))], 1)
@@ -419,7 +420,7 @@ def region_tests(shares: pd.DataFrame) -> pd.DataFrame:
             )
     result = pd.DataFrame(rows)
     result["q_value"] = np.nan
-    for map_name, index in result.groupby("map", sort=False).groups.items():
+    for index in result.groupby("map", sort=False).groups.values():
         result.loc[index, "q_value"] = bh_qvalues(result.loc[index, "p_value"].to_numpy(float))
     return result
 
@@ -451,8 +452,9 @@ def randomization_similarity(
     for candidate in (model, random_model):
         cams = []
         for start in range(0, len(chips), batch_size):
-            probed = gradients(candidate, chips[start : start + batch_size], [layer],
-                               output=LOGIT_LAYER, target=logit_score)
+            probed = gradients(
+                candidate, chips[start : start + batch_size], [layer], output=LOGIT_LAYER, target=logit_score
+            )
             cams.append(np.abs(class_cams(*probed[layer])))
         maps.append(np.concatenate(cams))
     return _spearman_rows(*maps)
@@ -470,8 +472,15 @@ def guided_class_similarity(model: keras.Model, chips: np.ndarray, batch_size: i
         parts = []
         for start in range(0, len(chips), batch_size):
             batch = chips[start : start + batch_size]
-            guided = gradients(model, batch, [INPUT_NAME], output=LOGIT_LAYER, target=logit_score,
-                               guided=True, chip_weights=np.full(len(batch), sign, np.float32))
+            guided = gradients(
+                model,
+                batch,
+                [INPUT_NAME],
+                output=LOGIT_LAYER,
+                target=logit_score,
+                guided=True,
+                chip_weights=np.full(len(batch), sign, np.float32),
+            )
             parts.append(np.sqrt((guided[INPUT_NAME][1] ** 2).sum(axis=-1)))
         magnitudes[group] = np.concatenate(parts)
     return _spearman_rows(magnitudes["case"], magnitudes["control"])
@@ -500,11 +509,15 @@ def mean_maps(maps: Mapping[str, np.ndarray], groups: np.ndarray, usable: np.nda
         means[name] = {}
         for group in ("case", "control"):
             chosen = values[(groups == group) & usable]
-            means[name][group] = chosen.mean(axis=0) if len(chosen) else np.zeros(values.shape[1:], np.float32)
+            means[name][group] = (
+                chosen.mean(axis=0) if len(chosen) else np.zeros(values.shape[1:], np.float32)
+            )
     return means
 
 
-def example_indices(rows: pd.DataFrame, probability: np.ndarray, threshold: float, n_examples: int) -> list[int]:
+def example_indices(
+    rows: pd.DataFrame, probability: np.ndarray, threshold: float, n_examples: int
+) -> list[int]:
     """The most confidently, correctly classified images of each group ("typical", as the paper)."""
     chosen = []
     for group, sign in (("case", 1.0), ("control", -1.0)):

@@ -89,7 +89,6 @@ MIN_PORTRAIT_FRACTION = 0.05
 FOREHEAD_FRACTION = 0.4
 
 
-
 @dataclass(frozen=True)
 class MaskResult:
     """The mask of one chip and how it was made.
@@ -148,9 +147,7 @@ def polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
     return mask
 
 
-def forehead_points(
-    chip_landmarks: np.ndarray, forehead_fraction: float = FOREHEAD_FRACTION
-) -> np.ndarray:
+def forehead_points(chip_landmarks: np.ndarray, forehead_fraction: float = FOREHEAD_FRACTION) -> np.ndarray:
     """The 10 eyebrow landmarks lifted onto the forehead.
 
     Parameters
@@ -241,9 +238,7 @@ def _square_input(
     return (resized.astype(np.float32) / 255.0)[np.newaxis], side / size, (left, top)
 
 
-def mesh_input(
-    chip: np.ndarray, context: float = MESH_CONTEXT
-) -> tuple[np.ndarray, float, tuple[int, int]]:
+def mesh_input(chip: np.ndarray, context: float = MESH_CONTEXT) -> tuple[np.ndarray, float, tuple[int, int]]:
     """The face-mesh input (1, 192, 192, 3): the chip padded square with replicated context."""
     return _square_input(chip, context, MESH_INPUT_SIZE, cv2.BORDER_REPLICATE)
 

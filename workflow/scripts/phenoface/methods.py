@@ -92,7 +92,9 @@ def _controls_per_case(ratio: int) -> str:
 
 def _upsampling(times: int) -> str:
     """How often the detector upsampled the image, in words."""
-    return {0: "without upsampling", 1: "upsampled once", 2: "upsampled twice"}.get(times, f"upsampled {times} times")
+    return {0: "without upsampling", 1: "upsampled once", 2: "upsampled twice"}.get(
+        times, f"upsampled {times} times"
+    )
 
 
 def _version(packages: Mapping[str, str | None], name: str) -> str:
@@ -161,7 +163,9 @@ def stage_paragraphs(
     )
     if sex_inferred:
         source = (
-            "a labelled reference sheet" if sampling.get("sex_reference") else "the cases that passed quality control"
+            "a labelled reference sheet"
+            if sampling.get("sex_reference")
+            else "the cases that passed quality control"
         )
         matching += (
             " Pool images without a recorded sex were given one by a logistic regression on the 128-dimensional "
@@ -283,7 +287,9 @@ def number_citations(paragraphs: Sequence[tuple[str, str]]) -> tuple[list[tuple[
     return numbered, order
 
 
-def methods_markdown(config: Mapping[str, Any], provenance: Mapping[str, Any], sex_inferred: bool = False) -> str:
+def methods_markdown(
+    config: Mapping[str, Any], provenance: Mapping[str, Any], sex_inferred: bool = False
+) -> str:
     """The methods section as Markdown: a heading and paragraph per stage, then the references."""
     paragraphs, cited = number_citations(stage_paragraphs(config, provenance, sex_inferred))
     lines = ["# Methods", ""]

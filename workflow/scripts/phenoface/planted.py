@@ -158,7 +158,9 @@ def warp_points(points: np.ndarray, landmarks: np.ndarray, strength: float) -> n
     return np.asarray(points, np.float64) + displacement(points, landmarks, strength)
 
 
-def inverse_map(shape: tuple[int, int], landmarks: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray]:
+def inverse_map(
+    shape: tuple[int, int], landmarks: np.ndarray, strength: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Source coordinates ``(map_x, map_y)`` (float32, ``shape``) of every output pixel.
 
     Points move only along ``u``, so each output pixel's source lies on its own

@@ -8,7 +8,7 @@ state, no GUI backend; renders with Agg) and written atomically through
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 import pandas as pd

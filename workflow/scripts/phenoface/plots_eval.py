@@ -6,7 +6,7 @@ Functions return a matplotlib ``Figure``; the entry script saves it with
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 

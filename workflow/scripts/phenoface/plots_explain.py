@@ -7,7 +7,7 @@ shows individual faces and enters the report only with ``report.show_faces``.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -90,8 +90,16 @@ def plot_group_maps(
             ax.set_title(title, fontsize=8)
             ax.set_axis_off()
             if column == 0:
-                ax.text(-0.08, 0.5, MAP_TITLES.get(name, name), rotation=90, fontsize=9,
-                        ha="center", va="center", transform=ax.transAxes)
+                ax.text(
+                    -0.08,
+                    0.5,
+                    MAP_TITLES.get(name, name),
+                    rotation=90,
+                    fontsize=9,
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                )
             figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
     figure.suptitle(f"Mean attribution maps, held-out images (layer {layer})", fontsize=10)
     figure.tight_layout()

@@ -8,15 +8,15 @@ it, so :func:`plot_average_faces` replaces every average of fewer than
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .landmarks import GROUPS as LANDMARK_GROUPS
-from .cohort import GROUPS, SEXES
 from .average_faces import AverageFaces
+from .cohort import GROUPS, SEXES
+from .landmarks import GROUPS as LANDMARK_GROUPS
 from .shape import INDEX_NAMES
 from .shape_tests import SUBSETS, LandmarkTest
 

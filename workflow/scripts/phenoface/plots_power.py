@@ -36,7 +36,13 @@ def plot_power(table: pd.DataFrame, threshold: float | None, confidence: float =
         axes.errorbar(x, y, yerr=error, marker="o", capsize=3, linewidth=1.2, label=f"repeat {repeat}")
     axes.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
     if threshold is not None:
-        axes.axvline(threshold * 100, color="tab:red", linestyle="--", linewidth=1, label=f"detected from {threshold:.0%}")
+        axes.axvline(
+            threshold * 100,
+            color="tab:red",
+            linestyle="--",
+            linewidth=1,
+            label=f"detected from {threshold:.0%}",
+        )
     axes.set_xlabel("planted lower-face widening (% of face width)")
     axes.set_ylabel(f"held-out AUC ({confidence:.0%} CI)")
     axes.set_ylim(0.3, 1.01)

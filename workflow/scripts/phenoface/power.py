@@ -15,13 +15,14 @@ stages' outputs (:func:`power_row`, :func:`detection_summary`,
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import PhenofaceError
 from .cohort import COHORT_COLUMNS, SEXES
+from .errors import PhenofaceError
 from .sampling import stratum_labels
 
 LOGGER = logging.getLogger(__name__)
@@ -127,7 +128,9 @@ def power_cohort(sample: pd.DataFrame, qc: pd.DataFrame) -> pd.DataFrame:
     status = qc.drop_duplicates("image_id", keep=False).set_index("image_id")["status"]
     missing = sorted(set(sample["image_id"]) - set(status.index))
     if missing:
-        raise PhenofaceError(f"power study: {len(missing)} drawn faces have no single QC row (e.g. {missing[0]})")
+        raise PhenofaceError(
+            f"power study: {len(missing)} drawn faces have no single QC row (e.g. {missing[0]})"
+        )
     ok = sample[sample["image_id"].map(status).eq("ok").to_numpy()]
     return ok[COHORT_COLUMNS].reset_index(drop=True)
 
@@ -191,7 +194,9 @@ def detection_summary(table: pd.DataFrame, min_rate: float = 0.5) -> dict[str, A
                 "auc_ci_high_mean": float(part["auc_ci_high"].mean()),
             }
         )
-    detected = [row["strength"] for row in by_strength if row["strength"] > 0 and row["detection_rate"] >= min_rate]
+    detected = [
+        row["strength"] for row in by_strength if row["strength"] > 0 and row["detection_rate"] >= min_rate
+    ]
     warnings = []
     null = [row for row in by_strength if row["strength"] == 0 and row["detection_rate"] > 0]
     if null:
@@ -201,7 +206,9 @@ def detection_summary(table: pd.DataFrame, min_rate: float = 0.5) -> dict[str, A
         )
     if detected:
         undetected_above = [
-            row["strength"] for row in by_strength if row["strength"] > detected[0] and row["strength"] not in detected
+            row["strength"]
+            for row in by_strength
+            if row["strength"] > detected[0] and row["strength"] not in detected
         ]
         if undetected_above:
             warnings.append(
@@ -218,7 +225,16 @@ def detection_summary(table: pd.DataFrame, min_rate: float = 0.5) -> dict[str, A
 
 def region_share_rows(strength: float, repeat: int, region_tests: pd.DataFrame) -> pd.DataFrame:
     """A strength's Grad-CAM region tests, tagged with its strength and repeat."""
-    columns = ["comparison", "map", "region", "share_case", "share_control", "difference", "p_value", "q_value"]
+    columns = [
+        "comparison",
+        "map",
+        "region",
+        "share_case",
+        "share_control",
+        "difference",
+        "p_value",
+        "q_value",
+    ]
     out = region_tests[columns].copy()
     out.insert(0, "repeat", int(repeat))
     out.insert(0, "strength", float(strength))
@@ -234,7 +250,9 @@ def landmark_rows(
     after Procrustes superimposition); the global Procrustes-distance p-value
     is repeated on every row.
     """
-    tests = landmark_tests[(landmark_tests["subset"].astype(str) == "all") & landmark_tests["landmark"].notna()]
+    tests = landmark_tests[
+        (landmark_tests["subset"].astype(str) == "all") & landmark_tests["landmark"].notna()
+    ]
     tests = tests[tests["landmark"].astype(str) != ""]
     landmark = tests["landmark"].astype(int).to_numpy()
     q_values = pd.to_numeric(tests["q_value"], errors="coerce").to_numpy()

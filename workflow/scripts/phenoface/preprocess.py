@@ -6,8 +6,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -116,7 +116,11 @@ def preprocess_members(
             elapsed = time.perf_counter() - started
             rate = index / elapsed if elapsed else float("inf")
             LOGGER.info(
-                "%d/%d images, %.1f img/s, ETA %.0f s", index, len(members), rate, (len(members) - index) / rate
+                "%d/%d images, %.1f img/s, ETA %.0f s",
+                index,
+                len(members),
+                rate,
+                (len(members) - index) / rate,
             )
     return pd.DataFrame(rows, columns=QC_COLUMNS)
 
@@ -129,7 +133,9 @@ def summarize_qc(sheet_rows: pd.DataFrame, shard_tables: list[pd.DataFrame]) -> 
     """
     done = pd.concat(shard_tables, ignore_index=True) if shard_tables else pd.DataFrame(columns=QC_COLUMNS)
     if done["image_id"].duplicated().any():
-        raise ValueError(f"images preprocessed twice: {sorted(done.loc[done['image_id'].duplicated(), 'image_id'])[:5]}")
+        raise ValueError(
+            f"images preprocessed twice: {sorted(done.loc[done['image_id'].duplicated(), 'image_id'])[:5]}"
+        )
     unknown = set(done["image_id"]) - set(sheet_rows["image_id"])
     if unknown:
         raise ValueError(f"QC rows for images in no sheet: {sorted(unknown)[:5]}")

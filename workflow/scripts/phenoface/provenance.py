@@ -61,7 +61,9 @@ def provenance(config: dict, files: dict[str, str], repo: str | Path = REPO) -> 
     """A JSON-ready record: config, sha256 of each named file, code and environment."""
     return {
         "config": config,
-        "files": {name: {"path": str(path), "sha256": file_sha256(path)} for name, path in sorted(files.items())},
+        "files": {
+            name: {"path": str(path), "sha256": file_sha256(path)} for name, path in sorted(files.items())
+        },
         "code": code_version(repo),
         "python": platform.python_version(),
         "platform": platform.platform(),

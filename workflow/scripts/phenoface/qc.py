@@ -8,7 +8,7 @@ for all sheets); every stage reads them through :func:`read_qc`.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 

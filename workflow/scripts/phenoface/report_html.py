@@ -65,7 +65,9 @@ def format_cell(value: object, digits: int = 3, decimals: int | None = None) -> 
     return str(value)
 
 
-def html_table(table: pd.DataFrame, digits: int = 3, max_rows: int | None = None, decimals: int | None = None) -> str:
+def html_table(
+    table: pd.DataFrame, digits: int = 3, max_rows: int | None = None, decimals: int | None = None
+) -> str:
     """``table`` as an HTML table; text columns left-aligned, numbers rounded (``format_cell``).
 
     With ``max_rows`` only the first rows are shown and a last row says how
@@ -99,5 +101,7 @@ def bullet_list(items: Iterable[str], css: str = "") -> str:
 
 def key_value_table(rows: Sequence[tuple[str, str]]) -> str:
     """A two-column table of already-escaped label/value pairs."""
-    body = "".join(f'<tr><th class="text">{label}</th><td class="text">{value}</td></tr>' for label, value in rows)
+    body = "".join(
+        f'<tr><th class="text">{label}</th><td class="text">{value}</td></tr>' for label, value in rows
+    )
     return f"<table><tbody>{body}</tbody></table>"

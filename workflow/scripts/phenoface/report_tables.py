@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from phenoface.report_html import escape, html_table, page
 from phenoface.qc import STATUSES as QC_STATUSES
+from phenoface.report_html import escape, html_table, page
 
 #: Rows shown on a table page; the CSV holds the rest.
 MAX_ROWS = 300

@@ -27,8 +27,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,12 +38,12 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .cohort import SEXES
 from .errors import PhenofaceError
 from .features import read_feature_shards
 from .io import write_npz
-from .runtime import make_rng
-from .cohort import SEXES
 from .qc import NOT_NEEDED, OK
+from .runtime import make_rng
 from .sampling import age_bin_labels, label_ages
 
 LOGGER = logging.getLogger(__name__)
@@ -85,10 +85,12 @@ class SexClassifier:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model's arrays to an ``.npz`` (atomically)."""
-        write_npz(path, mean=self.mean, scale=self.scale, coef=self.coef, intercept=np.array([self.intercept]))
+        write_npz(
+            path, mean=self.mean, scale=self.scale, coef=self.coef, intercept=np.array([self.intercept])
+        )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SexClassifier":
+    def load(cls, path: str | os.PathLike) -> SexClassifier:
         """Read a model written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as arrays:
             return cls(arrays["mean"], arrays["scale"], arrays["coef"], float(arrays["intercept"][0]))
@@ -306,7 +308,9 @@ def infer_pool(
     out.loc[sure, "sex_source"] = "inferred"
     out.loc[sure, "stratum"] = sex[sure] + "|" + out.loc[sure, "age_bin"]
     labelled = out.loc[out["sex_source"].eq("sheet")].groupby("stratum")["rank"].max()
-    out.loc[sure, "rank"] = out.loc[sure, "stratum"].map(labelled).fillna(0).astype(int) + out.loc[sure, "sex_rank"]
+    out.loc[sure, "rank"] = (
+        out.loc[sure, "stratum"].map(labelled).fillna(0).astype(int) + out.loc[sure, "sex_rank"]
+    )
     out["rank"] = out["rank"].astype(int)
     LOGGER.info(
         "pool rows without sex: %d in the bins, %d featurised, %d confident (%d F, %d M), %d uncertain",
@@ -320,9 +324,7 @@ def infer_pool(
     return out
 
 
-def expected_sex_shares(
-    inferred_pool: pd.DataFrame, report: pd.DataFrame, age_bin: str
-) -> dict[str, float]:
+def expected_sex_shares(inferred_pool: pd.DataFrame, report: pd.DataFrame, age_bin: str) -> dict[str, float]:
     """Expected share of featurised rows without sex in ``age_bin`` that come out confident, per sex.
 
     The prior is the bin's cross-validated share of confident predictions
@@ -339,7 +341,8 @@ def expected_sex_shares(
     seen = seen.loc[seen["age_bin"] == age_bin]
     inferred = seen["sex_source"].eq("inferred")
     return {
-        sex: (float((inferred & seen["sex"].eq(sex)).sum()) + PRIOR_WEIGHT * prior / 2) / (len(seen) + PRIOR_WEIGHT)
+        sex: (float((inferred & seen["sex"].eq(sex)).sum()) + PRIOR_WEIGHT * prior / 2)
+        / (len(seen) + PRIOR_WEIGHT)
         for sex in SEXES
     }
 
@@ -450,5 +453,9 @@ def read_report(path: str | os.PathLike) -> pd.DataFrame:
 def predict_pool(model_path: str | os.PathLike, feature_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """``image_id`` and ``p_female`` of every featurised row in ``feature_paths``."""
     features = read_feature_shards(feature_paths)
-    p_female = SexClassifier.load(model_path).p_female(features["descriptor"]) if len(features["image_id"]) else []
-    return pd.DataFrame({"image_id": features["image_id"].astype(str), "p_female": np.asarray(p_female, float)})
+    p_female = (
+        SexClassifier.load(model_path).p_female(features["descriptor"]) if len(features["image_id"]) else []
+    )
+    return pd.DataFrame(
+        {"image_id": features["image_id"].astype(str), "p_female": np.asarray(p_female, float)}
+    )

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -249,7 +249,7 @@ def generalized_procrustes(shapes: np.ndarray, tol: float = 1e-10, max_iter: int
     mean = normalised[0]
     aligned = normalised
     iterations = 0
-    for iterations in range(1, max_iter + 1):
+    for iterations in range(1, max_iter + 1):  # noqa: B007 (the count is returned)  # noqa: B007 (the count is returned)  # noqa: B007 (the count is returned)
         aligned = np.stack([rotate_onto(shape, mean) for shape in normalised])
         new_mean = _normalise(aligned.mean(axis=0))
         new_mean = rotate_onto(new_mean, mean)
@@ -273,7 +273,9 @@ def face_outline(landmarks: np.ndarray) -> np.ndarray:
     brow points 26..17 back across the forehead line: ``(..., 27, 2)``.
     """
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    return np.concatenate([lm.points(landmarks, lm.JAW), lm.points(landmarks, lm.BROWS)[..., ::-1, :]], axis=-2)
+    return np.concatenate(
+        [lm.points(landmarks, lm.JAW), lm.points(landmarks, lm.BROWS)[..., ::-1, :]], axis=-2
+    )
 
 
 def polygon_perimeter_area(polygon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,8 +23,8 @@ import pandas as pd
 from scipy.spatial import Delaunay
 from skimage.transform import warp
 
-from .io import read_rgb_png
 from .average_faces import AverageFaces
+from .io import read_rgb_png
 
 LOGGER = logging.getLogger(__name__)
 

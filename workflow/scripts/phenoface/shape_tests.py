@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,8 +21,8 @@ from scipy import stats as scipy_stats
 
 from . import landmarks as lm
 from .cohort import GROUPS, SEXES
-from .stats import bh_qvalues
 from .shape import INDEX_NAMES, generalized_procrustes, shape_indices
+from .stats import bh_qvalues
 
 LOGGER = logging.getLogger(__name__)
 
@@ -498,7 +498,9 @@ def compare_groups(
         reason = subset_skip_reason(n_case, n_control)
         if reason:
             landmark_parts.append(pd.DataFrame([{"subset": subset, **counts, "note": reason}]))
-            shape_rows += [{"subset": subset, "index": name, **counts, "note": reason} for name in INDEX_NAMES]
+            shape_rows += [
+                {"subset": subset, "index": name, **counts, "note": reason} for name in INDEX_NAMES
+            ]
             warnings.append(f"subset {subset}: {reason}")
             summary["subsets"][subset] = {**counts, "tested": False, "note": reason}
             continue

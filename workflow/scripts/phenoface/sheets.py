@@ -53,7 +53,7 @@ def image_id_for(sheet_kind: str, image: str) -> str:
     """
     stem = Path(image).stem
     slug = re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_")[:40] or "img"
-    digest = hashlib.sha1(f"{sheet_kind}\0{image}".encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha1(f"{sheet_kind}\0{image}".encode()).hexdigest()[:8]
     return f"{slug}-{digest}"
 
 
@@ -255,6 +255,9 @@ def read_all_sheets(
     check_files: bool = False,
 ) -> pd.DataFrame:
     """All sheets as one table (cases, pool, then ``others`` given as ``{path: kind}``)."""
-    tables = [read_sheet(cases, "cases", check_files=check_files), read_sheet(pool, "pool", check_files=check_files)]
+    tables = [
+        read_sheet(cases, "cases", check_files=check_files),
+        read_sheet(pool, "pool", check_files=check_files),
+    ]
     tables += [read_sheet(path, kind, check_files=check_files) for path, kind in (others or {}).items()]
     return pd.concat(tables, ignore_index=True)

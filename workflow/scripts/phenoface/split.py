@@ -21,9 +21,10 @@ import logging
 import os
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -214,23 +214,30 @@ def sampling_warnings(
         note = str(row.get("note") or "")
         p_value = _number(row.get("p_value"))
         if note.startswith("imbalanced"):
-            message = f"Residual imbalance after matching: {row['measure']} = {_number(row['value']):.2f} ({note})."
+            message = (
+                f"Residual imbalance after matching: {row['measure']} = {_number(row['value']):.2f} ({note})."
+            )
         elif math.isfinite(p_value) and p_value < 0.05:
             message = f"Residual imbalance after matching: {row['measure']} p = {p_value:.3g}."
         else:
             continue
-        found.append(StageWarning("sampling", f"{source}/balance.csv", message, advice_for("sampling", message)))
+        found.append(
+            StageWarning("sampling", f"{source}/balance.csv", message, advice_for("sampling", message))
+        )
     if len(shortfall) and "short" in shortfall.columns:
         short = shortfall[pd.to_numeric(shortfall["short"], errors="coerce").fillna(0) > 0]
         if len(short):
             strata = ", ".join(
-                f"{row['stratum']} ({int(row['drawn'])} of {int(row['needed'])})" for row in short.to_dict("records")
+                f"{row['stratum']} ({int(row['drawn'])} of {int(row['needed'])})"
+                for row in short.to_dict("records")
             )
             message = (
                 f"The pool could not fill {len(short)} stratum/strata; controls drawn of needed: {strata} "
                 "(shortfall)."
             )
-            found.append(StageWarning("sampling", f"{source}/shortfall.csv", message, advice_for("sampling", message)))
+            found.append(
+                StageWarning("sampling", f"{source}/shortfall.csv", message, advice_for("sampling", message))
+            )
     return found
 
 
@@ -242,7 +249,9 @@ def sex_inference_warnings(
     ``report`` is ``sex_inference.csv``; ``table1`` is ``table1.csv``, whose
     ``case <sex> n`` columns say which bins hold cases.
     """
-    case_columns = [column for column in table1.columns if column.startswith("case ") and column.endswith(" n")]
+    case_columns = [
+        column for column in table1.columns if column.startswith("case ") and column.endswith(" n")
+    ]
     cases = table1.set_index("age_bin")[case_columns].sum(axis=1)
     indexed = report.set_index("age_bin")
     found = []
@@ -257,7 +266,9 @@ def sex_inference_warnings(
             f"{int(indexed.loc[label, 'n'])} labelled face(s) there (needs sampling.sex_min_accuracy on at least "
             f"{MIN_CONFIDENT})."
         )
-        found.append(StageWarning("sampling", f"{source}/sex_inference.csv", message, advice_for("sampling", message)))
+        found.append(
+            StageWarning("sampling", f"{source}/sex_inference.csv", message, advice_for("sampling", message))
+        )
     return found
 
 
@@ -291,11 +302,17 @@ def headline_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
         )
     ]
     threshold = metrics.get("threshold", 0.5)
-    for key, label in (("accuracy", "Accuracy"), ("sensitivity", "Sensitivity"), ("specificity", "Specificity")):
+    for key, label in (
+        ("accuracy", "Accuracy"),
+        ("sensitivity", "Sensitivity"),
+        ("specificity", "Specificity"),
+    ):
         rows.append(
             (
                 f"{label} at {threshold} (Wilson)",
-                interval(metrics.get(key), metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high"), confidence),
+                interval(
+                    metrics.get(key), metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high"), confidence
+                ),
             )
         )
     rows.append(
@@ -323,7 +340,9 @@ def headline_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
             (
                 f"External set {name}",
                 f"{scored.get('n', '?')} images: AUC "
-                + interval(scored.get("auc"), scored.get("auc_ci_low"), scored.get("auc_ci_high"), confidence),
+                + interval(
+                    scored.get("auc"), scored.get("auc_ci_low"), scored.get("auc_ci_high"), confidence
+                ),
             )
         )
     return [(escape(label), escape(value)) for label, value in rows]
@@ -453,11 +472,11 @@ def render_summary(
         '<p class="caption">An AUC of the model means little without these: the matched variables should '
         "give about 0.5 and the image statistics should not separate the groups.</p>"
         f"{html_table(baselines_table(metrics), decimals=2)}",
-        "<h2>Table 1: age by sex, cases and matched controls</h2>" f"{html_table(table1)}",
+        f"<h2>Table 1: age by sex, cases and matched controls</h2>{html_table(table1)}",
         "<h2>Balance after matching</h2>"
         '<p class="caption">Standardized mean differences (|SMD| &lt; 0.1 is conventionally balanced) and a '
         "chi-square test of group against stratum.</p>"
         f"{html_table(balance)}",
-        "<h2>Quality control: images by sheet and status</h2>" f"{html_table(qc_counts(qc))}",
+        f"<h2>Quality control: images by sheet and status</h2>{html_table(qc_counts(qc))}",
     ]
     return page("Study summary", "\n".join(sections))
