@@ -185,6 +185,19 @@ def _normalise(maps: np.ndarray) -> np.ndarray:
     return (maps / scale).astype(np.float32)
 
 
+def _guided_gradients(model, batch: np.ndarray, chip_weights: np.ndarray) -> dict:
+    """Guided-backprop gradients of the logit for ``batch``, each chip's weighted by its sign."""
+    return gradients(
+        model,
+        batch,
+        [INPUT_NAME],
+        output=LOGIT_LAYER,
+        target=logit_score,
+        guided=True,
+        chip_weights=chip_weights,
+    )
+
+
 def explain_chips(
     model: keras.Model,
     chips: np.ndarray,
@@ -241,15 +254,7 @@ def explain_chips(
         probed = gradients(model, batch, [layer, LOGIT_LAYER], output=LOGIT_LAYER, target=logit_score)
         signed = class_cams(*probed[layer])
         cam = _normalise(upsample_maps(np.maximum(signed * batch_signs[:, None, None], 0.0)))
-        guided = gradients(
-            model,
-            batch,
-            [INPUT_NAME],
-            output=LOGIT_LAYER,
-            target=logit_score,
-            guided=True,
-            chip_weights=batch_signs,
-        )[INPUT_NAME][1]
+        guided = _guided_gradients(model, batch, batch_signs)[INPUT_NAME][1]
         parts["logit"].append(probed[LOGIT_LAYER][0][:, 0])
         parts["cam_signed"].append(signed)
         parts["cam"].append(cam)
@@ -472,15 +477,7 @@ def guided_class_similarity(model: keras.Model, chips: np.ndarray, batch_size: i
         parts = []
         for start in range(0, len(chips), batch_size):
             batch = chips[start : start + batch_size]
-            guided = gradients(
-                model,
-                batch,
-                [INPUT_NAME],
-                output=LOGIT_LAYER,
-                target=logit_score,
-                guided=True,
-                chip_weights=np.full(len(batch), sign, np.float32),
-            )
+            guided = _guided_gradients(model, batch, np.full(len(batch), sign, np.float32))
             parts.append(np.sqrt((guided[INPUT_NAME][1] ** 2).sum(axis=-1)))
         magnitudes[group] = np.concatenate(parts)
     return _spearman_rows(magnitudes["case"], magnitudes["control"])

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import landmarks as lm
 from .landmarks import eye_centres
 
 #: ``|u| / W`` where the lateral profile starts rising, reaches 1, starts falling and reaches 0.
@@ -58,10 +59,9 @@ MAX_STRENGTH = 0.5
 #: Newton iterations of the inverse map (converges to < 1e-6 px in about 4).
 INVERSE_ITERATIONS = 8
 
-# iBUG-68 points the frame needs (0-based); the eye centres come from phenoface.faces.
-EYES = slice(36, 48)
-MOUTH = slice(48, 68)
-CHIN = 8
+#: iBUG-68 points the frame needs: both eyes and the whole mouth.
+EYES = slice(lm.RIGHT_EYE.start, lm.LEFT_EYE.stop)
+MOUTH = slice(lm.OUTER_MOUTH.start, lm.INNER_MOUTH.stop)
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def face_frame(landmarks: np.ndarray) -> FaceFrame:
         width=width,
         eye_bottom=float(v[EYES].max()),
         mouth=float(v[MOUTH].mean()),
-        chin=float(v[CHIN]),
+        chin=float(v[lm.CHIN]),
     )
 
 
