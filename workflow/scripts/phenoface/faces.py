@@ -196,7 +196,7 @@ class FacePreprocessor:
         dlib = self._dlib
         height, width = rgb.shape[:2]
         size = (width, height)
-        for pad_fraction, border, upsample in self._detection_attempts():
+        for attempt, (pad_fraction, border, upsample) in enumerate(self._detection_attempts()):  # noqa: B007
             pad = int(round(pad_fraction * max(height, width)))
             padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, border, value=(0, 0, 0))
             rects, scores, _ = self.detector.run(padded, upsample, 0.0)
