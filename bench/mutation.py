@@ -61,9 +61,9 @@ TARGETS = {
     "sheets": Target("phenoface/sheets.py", ("tests/unit/test_sheets.py",)),
     "sampling": Target("phenoface/sampling.py", ("tests/unit/test_sampling.py",)),
     "evaluation_warnings": Target(
-        "evaluate_classifier.py", ("tests/unit/test_evaluation_warnings.py",), "x_evaluation_warnings*"
+        "phenoface/evaluation.py", ("tests/unit/test_evaluation_warnings.py",), "x_evaluation_warnings*"
     ),
-    "morphometry": Target("phenoface/morphometry.py", ("tests/unit/test_morphometry.py",)),
+    "shape_tests": Target("phenoface/shape_tests.py", ("tests/unit/test_shape.py",)),
     "gradcam": Target("phenoface/gradcam.py", ("tests/unit/test_gradcam.py",)),
 }
 

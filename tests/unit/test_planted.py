@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 import pytest
-from test_morphometry import similarity, template_face
+from test_shape import similarity, template_face
 
 from phenoface.faces import FacePreprocessor, load_rgb
 from phenoface.models import dlib_model_path
