@@ -36,13 +36,14 @@ AFTER_COHORT = REPORT | {
     "build_average_faces",
     "compare_landmarks",
 }
-#: Everything downstream of the per-image QC tables (a changed preprocessing setting).
-AFTER_PREPROCESSING = AFTER_COHORT | {
-    "preprocess_images",
+#: Rules that gather every pool round: their inputs wait on the candidate checkpoint, so a dry
+#: run plans them when the checkpoint re-runs. What a re-run checkpoint adds (new pool shards'
+#: preprocess_images and extract_features) is planned only once it has run: a dry run cannot
+#: look past it ("DAG of jobs will be updated after completion").
+AFTER_CANDIDATES = AFTER_COHORT | {
+    "select_pool_candidates",
     "summarize_preprocessing",
     "draw_contact_sheet",
-    "select_pool_candidates",
-    "extract_features",
     "merge_features",
 }
 #: Held-out evaluation, Grad-CAM and faces each feed the summary and the table pages.
@@ -52,8 +53,8 @@ EXPLANATION = REPORT | {"explain_classifier"}
 #: (config override, the rules a dry run plans). Resources (gpu) re-run nothing.
 RERUN_TABLE = [
     ({"preprocess": {"contact_sheet_size": 5}}, CONFIG_RECORD | {"draw_contact_sheet"}),
-    ({"preprocess": {"mask_method": "landmark_hull"}}, AFTER_PREPROCESSING),
-    ({"sampling": {"ratio": 2}}, {"select_pool_candidates"} | AFTER_COHORT),
+    ({"preprocess": {"mask_method": "landmark_hull"}}, AFTER_CANDIDATES | {"preprocess_images"}),
+    ({"sampling": {"ratio": 2}}, AFTER_CANDIDATES),
     ({"training": {"epochs": 2}}, EVALUATION | EXPLANATION | {"train_classifier", "repeat_training"}),
     ({"training": {"gpu": 1}}, set()),
     ({"features": {"gpu": 1}, "explain": {"gpu": 1}}, set()),
