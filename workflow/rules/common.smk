@@ -139,7 +139,37 @@ def get_mask_model():
 def read_candidates(round_):
     """Candidate table of a pool round; resolves (or defers) its checkpoint."""
     path = checkpoints.select_pool_candidates.get(round=round_).output.candidates
+    return read_candidates_file(path, os.stat(path).st_mtime_ns)
+
+
+@functools.cache
+def read_candidates_file(path, mtime_ns):
+    """A candidate table, read once per version of the file.
+
+    Input functions ask for it once per pool shard; reading it each time made
+    a study's DAG quadratic in its size.
+    """
     return pd.read_csv(path, sep="\t", dtype={"shard": str, "image_id": str})
+
+
+@functools.cache
+def members_by_shard(batch, candidates_version=None):
+    """``{shard: [{image_id, sheet, path}, ...]}`` of a batch, by image id.
+
+    Whole-sheet batches come from their sheet; a pool round from its candidate
+    table (``candidates_version``: the ``(path, mtime_ns)`` it was read from).
+    """
+    if candidates_version is None:
+        table = BATCHES[batch][["image_id", "sheet", "path", "shard"]]
+    else:
+        candidates = read_candidates_file(*candidates_version)
+        table = SHEET_ROWS.loc[list(candidates["image_id"]), ["sheet", "path"]]
+        table = table.reset_index().assign(shard=list(candidates["shard"]))
+    table = table.sort_values("image_id")
+    return {
+        shard: members.drop(columns="shard").to_dict("records")
+        for shard, members in table.groupby("shard", sort=False)
+    }
 
 
 def get_pool_rounds(last=None):
@@ -160,15 +190,14 @@ def get_pool_rounds(last=None):
 def get_shard_members(wildcards):
     """Rows (image_id, sheet, path) of one preprocessing shard."""
     if wildcards.batch in BATCHES:
-        table = BATCHES[wildcards.batch]
-        members = table.loc[
-            table["shard"] == wildcards.shard, ["image_id", "sheet", "path"]
-        ]
+        shards = members_by_shard(wildcards.batch)
     else:
-        candidates = read_candidates(int(wildcards.batch.removeprefix("pool_r")))
-        ids = candidates.loc[candidates["shard"] == wildcards.shard, "image_id"]
-        members = SHEET_ROWS.loc[list(ids), ["sheet", "path"]].reset_index()
-    return members.sort_values("image_id").to_dict("records")
+        round_ = int(wildcards.batch.removeprefix("pool_r"))
+        path = checkpoints.select_pool_candidates.get(round=round_).output.candidates
+        shards = members_by_shard(
+            wildcards.batch, (path, os.stat(path).st_mtime_ns)
+        )
+    return list(shards.get(wildcards.shard, []))
 
 
 def get_shard_images(wildcards):
