@@ -77,10 +77,12 @@ def write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def run_study(name: str, work: Path, cores: int, repeats: int) -> dict:
+def run_study(name: str, work: Path, cores: int, repeats: int, subset: int | None = None) -> dict:
     """Run one study through Snakemake and return its metrics.json."""
     spec = STUDIES[name]
     meta = pd.read_csv(UTK / "metadata.csv", keep_default_na=False)
+    if subset:  # the first rows (the files are in a seeded random order): a small study
+        meta = meta.head(subset)
     folder = work / name
     cases, pool = write_sheets(folder, meta, spec["case"](meta))
     config = {
@@ -179,9 +181,10 @@ def main() -> None:
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--subset", type=int, help="only the first N UTKFace faces (a small study)")
     args = parser.parse_args()
     for name in args.studies:
-        print(summary(name, run_study(name, args.work, args.cores, args.repeats)), flush=True)
+        print(summary(name, run_study(name, args.work, args.cores, args.repeats, args.subset)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 import functools
 import json
+import math
 import os
 import re
 import sys
@@ -136,10 +137,15 @@ def get_mask_model():
     return [MASK_MODELS[method]] if method in MASK_MODELS else []
 
 
-def read_candidates(round_):
-    """Candidate table of a pool round; resolves (or defers) its checkpoint."""
+def candidates_version(round_):
+    """``(path, mtime_ns)`` of a pool round's candidate table; resolves (or defers) its checkpoint."""
     path = checkpoints.select_pool_candidates.get(round=round_).output.candidates
-    return read_candidates_file(path, os.stat(path).st_mtime_ns)
+    return path, os.stat(path).st_mtime_ns
+
+
+def read_candidates(round_):
+    """Candidate table of a pool round."""
+    return read_candidates_file(*candidates_version(round_))
 
 
 @functools.cache
@@ -187,17 +193,33 @@ def get_pool_rounds(last=None):
     return rounds
 
 
+def batch_shards(batch):
+    """``{shard: members}`` of a batch (a pool round's after its checkpoint)."""
+    if batch in BATCHES:
+        return members_by_shard(batch)
+    round_ = int(batch.removeprefix("pool_r"))
+    return members_by_shard(batch, candidates_version(round_))
+
+
 def get_shard_members(wildcards):
     """Rows (image_id, sheet, path) of one preprocessing shard."""
-    if wildcards.batch in BATCHES:
-        shards = members_by_shard(wildcards.batch)
-    else:
-        round_ = int(wildcards.batch.removeprefix("pool_r"))
-        path = checkpoints.select_pool_candidates.get(round=round_).output.candidates
-        shards = members_by_shard(
-            wildcards.batch, (path, os.stat(path).st_mtime_ns)
-        )
-    return list(shards.get(wildcards.shard, []))
+    return list(batch_shards(wildcards.batch).get(wildcards.shard, []))
+
+
+def get_preprocess_threads(wildcards):
+    """Worker processes of one preprocessing job: the cores its batch would leave idle.
+
+    A batch with fewer shards than ``--cores`` (a 200-image study is one shard)
+    splits each shard over several forked workers, at least 10 images each.
+    Threads are no rerun trigger, so this never re-partitions or re-runs a shard.
+    """
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # no --cores (e.g. a cluster run): one per job
+        return 1
+    shards = batch_shards(wildcards.batch)
+    images = len(shards.get(wildcards.shard, []))
+    return max(1, min(cores // max(1, len(shards)), math.ceil(images / 10)))
 
 
 def get_shard_images(wildcards):

@@ -9,6 +9,8 @@ rule convert_backbone:
         sha256="resources/backbone/dlib_resnet.sha256",
     log:
         "logs/convert_backbone.log",
+    benchmark:
+        "benchmarks/convert_backbone.tsv"
     conda:
         "../../envs/features.yaml"
     threads: 1
@@ -48,6 +50,8 @@ rule merge_features:
         features="results/features/features.npz",
     log:
         "logs/merge_features.log",
+    benchmark:
+        "benchmarks/merge_features.tsv"
     conda:
         "../../envs/features.yaml"
     threads: 1
@@ -68,6 +72,8 @@ rule collect_external_sheet:
         qc="results/external/{name}/qc.tsv",
     log:
         "logs/collect_external_sheet/{name}.log",
+    benchmark:
+        "benchmarks/collect_external_sheet/{name}.tsv"
     conda:
         "../../envs/features.yaml"
     threads: 1
@@ -93,6 +99,8 @@ rule collect_reference_sheet:
         qc="results/reference/qc.tsv",
     log:
         "logs/collect_reference_sheet.log",
+    benchmark:
+        "benchmarks/collect_reference_sheet.tsv"
     conda:
         "../../envs/features.yaml"
     threads: 1

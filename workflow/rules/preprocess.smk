@@ -8,6 +8,8 @@ rule check_image_content:
         table="results/qc/image_checks.tsv",
     log:
         "logs/check_image_content.log",
+    benchmark:
+        "benchmarks/check_image_content.tsv"
     priority: 10
     conda:
         "../../envs/preprocess.yaml"
@@ -34,7 +36,7 @@ rule preprocess_images:
         "benchmarks/preprocess_images/{batch}/{shard}.tsv"
     conda:
         "../../envs/preprocess.yaml"
-    threads: 1
+    threads: get_preprocess_threads
     resources:
         mem_mb=1500,
     params:
@@ -61,6 +63,8 @@ rule summarize_preprocessing:
         qc="results/qc/preprocess.tsv",
     log:
         "logs/summarize_preprocessing.log",
+    benchmark:
+        "benchmarks/summarize_preprocessing.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1

@@ -5,6 +5,8 @@ rule record_provenance:
         record="results/provenance.json",
     log:
         "logs/record_provenance.log",
+    benchmark:
+        "benchmarks/record_provenance.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -39,6 +41,8 @@ rule summarize_study:
         landing="results/report/summary_landing.html",
     log:
         "logs/summarize_study.log",
+    benchmark:
+        "benchmarks/summarize_study.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -66,6 +70,8 @@ rule write_methods:
         ),
     log:
         "logs/write_methods.log",
+    benchmark:
+        "benchmarks/write_methods.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -128,6 +134,8 @@ rule render_report_tables:
         ),
     log:
         "logs/render_report_tables.log",
+    benchmark:
+        "benchmarks/render_report_tables.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1

@@ -8,6 +8,8 @@ rule fetch_mediapipe_models:
         selfie="resources/mediapipe/selfie_segmentation.tflite",
     log:
         "logs/fetch_mediapipe_models.log",
+    benchmark:
+        "benchmarks/fetch_mediapipe_models.tsv"
     conda:
         "../../envs/preprocess.yaml"
     script:

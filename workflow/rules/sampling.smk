@@ -11,6 +11,8 @@ checkpoint select_pool_candidates:
         candidates="results/sampling/candidates/round{round}.tsv",
     log:
         "logs/select_pool_candidates/round{round}.log",
+    benchmark:
+        "benchmarks/select_pool_candidates/round{round}.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -54,6 +56,8 @@ rule sample_matched_controls:
         shortfall="results/cohort/shortfall.csv",
     log:
         "logs/sample_matched_controls.log",
+    benchmark:
+        "benchmarks/sample_matched_controls.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -82,6 +86,8 @@ rule train_sex_classifier:
         report="results/cohort/sex_inference.csv",
     log:
         "logs/train_sex_classifier.log",
+    benchmark:
+        "benchmarks/train_sex_classifier.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -93,36 +94,57 @@ def preprocess_image(
     return row
 
 
+#: What forked workers of ``preprocess_members`` inherit (set just before the fork).
+_SHARED: dict = {}
+
+
+def _preprocess_shared(member: tuple[str, str, str]) -> dict:
+    """``preprocess_image`` in a forked worker, with the models its parent loaded."""
+    return preprocess_image(*member, _SHARED["out_dir"], _SHARED["preprocessor"], _SHARED["masker"], _SHARED["apply_mask"])
+
+
 def preprocess_members(
     members: Iterable[dict],
     out_dir: str | Path,
     preprocessor: FacePreprocessor,
     masker: Callable,
     apply_mask: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    workers: int = 1,
 ) -> pd.DataFrame:
-    """Preprocess a shard's members (dicts with image_id, sheet, path) into a QC table."""
+    """Preprocess a shard's members (dicts with image_id, sheet, path) into a QC table.
+
+    With ``workers`` > 1 the images are shared among that many processes forked
+    after the models were loaded, so the models load once per job whatever the
+    count (a small study's single shard can then use every core). Rows come
+    back in the members' order either way, and each image's result does not
+    depend on which process made it.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    members = list(members)
-    rows = []
+    work = [(member["image_id"], member["sheet"], member["path"]) for member in members]
+    workers = max(1, min(workers, len(work)))
+    if workers == 1:
+        return _collect((preprocess_image(*member, out_dir, preprocessor, masker, apply_mask) for member in work), len(work))
+    _SHARED.update(out_dir=out_dir, preprocessor=preprocessor, masker=masker, apply_mask=apply_mask)
+    try:
+        # Every result is in (its files written) before the pool is left, which terminates it.
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return _collect(pool.imap(_preprocess_shared, work, chunksize=4), len(work))
+    finally:
+        _SHARED.clear()
+
+
+def _collect(rows: Iterable[dict], total: int) -> pd.DataFrame:
+    """QC rows (made as they are consumed) as a table, logging progress (count, rate, ETA) every 25 images."""
+    table = []
     started = time.perf_counter()
-    for index, member in enumerate(members, start=1):
-        rows.append(
-            preprocess_image(
-                member["image_id"], member["sheet"], member["path"], out_dir, preprocessor, masker, apply_mask
-            )
-        )
-        if index % 25 == 0 or index == len(members):
+    for index, row in enumerate(rows, start=1):
+        table.append(row)
+        if index % 25 == 0 or index == total:
             elapsed = time.perf_counter() - started
             rate = index / elapsed if elapsed else float("inf")
-            LOGGER.info(
-                "%d/%d images, %.1f img/s, ETA %.0f s",
-                index,
-                len(members),
-                rate,
-                (len(members) - index) / rate,
-            )
-    return pd.DataFrame(rows, columns=QC_COLUMNS)
+            LOGGER.info("%d/%d images, %.1f img/s, ETA %.0f s", index, total, rate, (total - index) / rate)
+    return pd.DataFrame(table, columns=QC_COLUMNS)
 
 
 def summarize_qc(sheet_rows: pd.DataFrame, shard_tables: list[pd.DataFrame]) -> pd.DataFrame:
