@@ -43,6 +43,17 @@ def _line(index: int) -> int:
     return index + 2
 
 
+#: Spellings that pathlib normalises (``a//b``, ``./a``, ``a/./b``, ``a/``, ``a/.``).
+_UNNORMALISED = re.compile(r"//|(^|/)\.(/|$)|/$")
+
+
+def _join(base: Path, image: str) -> str:
+    """``str(base / image)``, without building a Path for the usual, already normal spelling."""
+    if _UNNORMALISED.search(image) or image == "":
+        return str(base / image)
+    return image if image.startswith("/") else f"{base}/{image}" if str(base) != "/" else f"/{image}"
+
+
 def _float_or_nan(text: str) -> float:
     """``float(text)``, or NaN where Python cannot read it as a number."""
     try:
@@ -130,7 +141,7 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
     unparsed = age_value.isna() & (age_text != "")
     age_value[unparsed] = [_float_or_nan(text) for text in age_text[unparsed]]
     sexes = table["sex"].astype(str).str.strip().str.upper()
-    paths = [str(base / image) for image in images]
+    paths = [_join(base, image) for image in images]
     checks = [
         ("image", images == "", lambda i: "empty. Give the image's path."),
         (
