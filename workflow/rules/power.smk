@@ -91,6 +91,8 @@ use rule merge_features as merge_power_features with:
         features=f"{POWER_DIR}/features.npz",
     log:
         "logs/merge_power_features/r{repeat}/s{strength}.log",
+    benchmark:
+        "benchmarks/merge_power_features/r{repeat}/s{strength}.tsv"
 
 
 rule build_power_cohort:
@@ -102,6 +104,8 @@ rule build_power_cohort:
         qc=f"{POWER_DIR}/qc.tsv",
     log:
         "logs/build_power_cohort/r{repeat}/s{strength}.log",
+    benchmark:
+        "benchmarks/build_power_cohort/r{repeat}/s{strength}.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -264,6 +268,8 @@ rule summarize_power:
         landmarks="results/power/power_landmarks.csv",
     log:
         "logs/summarize_power.log",
+    benchmark:
+        "benchmarks/summarize_power.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
