@@ -213,6 +213,8 @@ def get_preprocess_threads(wildcards):
     splits each shard over several forked workers, at least 10 images each.
     Threads are no rerun trigger, so this never re-partitions or re-runs a shard.
     """
+    if "batch" not in wildcards.keys():  # rules reusing preprocess_images (power arms)
+        return 1
     try:
         cores = workflow.cores
     except WorkflowError:  # no --cores (e.g. a cluster run): one per job

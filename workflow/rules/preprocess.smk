@@ -38,7 +38,9 @@ rule preprocess_images:
         "../../envs/preprocess.yaml"
     threads: get_preprocess_threads
     resources:
-        mem_mb=1500,
+        # Measured: ~200 MB per process (dlib's landmark model); forked workers share
+        # it, but Snakemake's benchmark and many schedulers add up each one's RSS.
+        mem_mb=lambda wildcards, threads: 300 + 250 * threads,
     params:
         members=get_shard_members,
         upsample=lookup(dpath="preprocess/upsample", within=config),
