@@ -213,11 +213,13 @@ def get_preprocess_threads(wildcards):
     splits each shard over several forked workers, at least 10 images each.
     Threads are no rerun trigger, so this never re-partitions or re-runs a shard.
     """
-    if "batch" not in wildcards.keys():  # rules reusing preprocess_images (power arms)
+    if "batch" not in wildcards.keys() or not workflow.local_exec:
+        # Rules reusing preprocess_images (power arms), and cluster runs, whose
+        # profile groups shards into jobs instead: one process per shard.
         return 1
     try:
         cores = workflow.cores
-    except WorkflowError:  # no --cores (e.g. a cluster run): one per job
+    except WorkflowError:  # a dry run without --cores
         return 1
     shards = batch_shards(wildcards.batch)
     images = len(shards.get(wildcards.shard, []))

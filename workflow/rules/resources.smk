@@ -12,6 +12,8 @@ rule fetch_mediapipe_models:
         "benchmarks/fetch_mediapipe_models.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    resources:
+        mem_mb=500,
     script:
         "../scripts/fetch_mediapipe_models.py"
 
