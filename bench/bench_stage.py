@@ -80,16 +80,8 @@ def run_snakemake(folder: Path, cores: int) -> tuple[float, float]:
 
 def _load_models(settings: dict, model_dir: str) -> None:
     """Pool initializer: each worker loads the models once."""
-    _WORKER["preprocessor"] = FacePreprocessor(
-        dlib_model_path("landmarks"),
-        upsample=settings["upsample"],
-        pad_fraction=settings["pad_fraction"],
-        min_face_size=settings["min_face_size"],
-        multi_face=settings["multi_face"],
-        chip_size=settings["chip_size"],
-        chip_padding=settings["chip_padding"],
-        retry_detection=settings["retry_detection"],
-    )
+    keys = ("upsample", "pad_fraction", "min_face_size", "multi_face", "chip_size", "chip_padding", "retry_detection")
+    _WORKER["preprocessor"] = FacePreprocessor(dlib_model_path("landmarks"), **{key: settings[key] for key in keys})
     _WORKER["masker"] = FaceMasker(settings["mask_method"], Path(model_dir))
 
 
