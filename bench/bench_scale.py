@@ -60,12 +60,16 @@ def make_study(folder: Path, rows: int) -> Path:
         link = images / name
         if not link.is_symlink():
             link.symlink_to(UTK / original)
-    table = pd.DataFrame({"image": [f"images/{n}" for n in names], "age": source["age"], "sex": source["sex"]})
+    table = pd.DataFrame(
+        {"image": [f"images/{n}" for n in names], "age": source["age"], "sex": source["sex"]}
+    )
     n_cases = int(rows * CASE_FRACTION)
     table.iloc[:n_cases].to_csv(folder / "cases.csv", index=False)
     table.iloc[n_cases:].to_csv(folder / "pool.csv", index=False)
     config = folder / "config.yaml"
-    config.write_text(yaml.safe_dump({"cases": str(folder / "cases.csv"), "reference_pool": str(folder / "pool.csv")}))
+    config.write_text(
+        yaml.safe_dump({"cases": str(folder / "cases.csv"), "reference_pool": str(folder / "pool.csv")})
+    )
     models = folder / "resources" / "mediapipe"
     models.mkdir(parents=True, exist_ok=True)
     for model in (REPO / "resources" / "mediapipe").glob("*.tflite"):
@@ -132,7 +136,9 @@ def print_profile(path: Path, top: int) -> None:
     pstats.Stats(str(path)).sort_stats("cumulative").print_stats(top)
 
 
-def time_runs(folder: Path, repos: dict[str, Path], repeats: int, *args: str) -> dict[str, tuple[float, float]]:
+def time_runs(
+    folder: Path, repos: dict[str, Path], repeats: int, *args: str
+) -> dict[str, tuple[float, float]]:
     """Fastest (wall, CPU) of ``repeats`` runs per Snakefile, the Snakefiles taking turns."""
     best: dict[str, tuple[float, float]] = {}
     for _ in range(repeats):
@@ -152,13 +158,21 @@ def report(rows: int, measure: str, best: dict[str, tuple[float, float]]) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--rows", type=int, nargs="+", default=[50_000, 200_000])
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=1, help="timings per measure (the fastest is reported)")
-    parser.add_argument("--baseline", type=Path, help="another checkout (e.g. main) timed in turn with this one")
-    parser.add_argument("--profile", action="store_true", help="also cProfile one dry run and one no-op per size")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timings per measure (the fastest is reported)"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout (e.g. main) timed in turn with this one"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile one dry run and one no-op per size"
+    )
     parser.add_argument("--skip-noop", action="store_true", help="only the dry run")
     args = parser.parse_args()
     repos = {"this": REPO} | ({"baseline": args.baseline.resolve()} if args.baseline else {})

@@ -57,7 +57,9 @@ def make_study(folder: Path, n_cases: int) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     meta = pd.read_csv(UTK / "metadata.csv", keep_default_na=False)
-    table = pd.DataFrame({"image": [str(UTK / i) for i in meta["image"]], "age": meta["age"], "sex": meta["sex"]})
+    table = pd.DataFrame(
+        {"image": [str(UTK / i) for i in meta["image"]], "age": meta["age"], "sex": meta["sex"]}
+    )
     table.iloc[:n_cases].to_csv(folder / "cases.csv", index=False)
     table.iloc[n_cases:].to_csv(folder / "pool.csv", index=False)
     config = {"cases": str(folder / "cases.csv"), "reference_pool": str(folder / "pool.csv")}
@@ -80,17 +82,31 @@ def run_snakemake(folder: Path, cores: int) -> tuple[float, float]:
 
 def _load_models(settings: dict, model_dir: str) -> None:
     """Pool initializer: each worker loads the models once."""
-    keys = ("upsample", "pad_fraction", "min_face_size", "multi_face", "chip_size", "chip_padding", "retry_detection")
-    _WORKER["preprocessor"] = FacePreprocessor(dlib_model_path("landmarks"), **{key: settings[key] for key in keys})
+    keys = (
+        "upsample",
+        "pad_fraction",
+        "min_face_size",
+        "multi_face",
+        "chip_size",
+        "chip_padding",
+        "retry_detection",
+    )
+    _WORKER["preprocessor"] = FacePreprocessor(
+        dlib_model_path("landmarks"), **{key: settings[key] for key in keys}
+    )
     _WORKER["masker"] = FaceMasker(settings["mask_method"], Path(model_dir))
 
 
 def _one(member: tuple[str, str, str, str]) -> dict:
     image_id, sheet, path, out_dir = member
-    return preprocess_image(image_id, sheet, path, Path(out_dir), _WORKER["preprocessor"], _WORKER["masker"], apply_mask)
+    return preprocess_image(
+        image_id, sheet, path, Path(out_dir), _WORKER["preprocessor"], _WORKER["masker"], apply_mask
+    )
 
 
-def run_loop(members: pd.DataFrame, out_dir: Path, cores: int, model_dir: Path) -> tuple[float, float, pd.DataFrame]:
+def run_loop(
+    members: pd.DataFrame, out_dir: Path, cores: int, model_dir: Path
+) -> tuple[float, float, pd.DataFrame]:
     """Wall and CPU seconds of the in-process loop, and its QC rows."""
     settings = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["preprocess"]
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -146,7 +162,9 @@ def busy_cores(work: Path, n_cases: int, cores: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--cases", type=int, default=800, help="cases (pool candidates bring it to ~2.5x)")
     parser.add_argument("--cores", type=int, default=2)
@@ -164,9 +182,14 @@ def main() -> None:
         load_sm = os.getloadavg()[0]
         qc = pd.read_csv(study / "results" / "qc" / "preprocess.tsv", sep="\t", keep_default_na=False)
         members = qc.loc[qc["status"] != "not_needed", ["image_id", "sheet", "path"]]
-        loop_wall, loop_cpu, loop_qc = run_loop(members, args.work / "loop", args.cores, study / "resources" / "mediapipe")
+        loop_wall, loop_cpu, loop_qc = run_loop(
+            members, args.work / "loop", args.cores, study / "resources" / "mediapipe"
+        )
         load_loop = os.getloadavg()[0]
-        same = (loop_qc.set_index("image_id")["status"] == qc.set_index("image_id").loc[loop_qc["image_id"], "status"]).all()
+        same = (
+            loop_qc.set_index("image_id")["status"]
+            == qc.set_index("image_id").loc[loop_qc["image_id"], "status"]
+        ).all()
         print(f"pair {repeat + 1}: {len(members)} images preprocessed ({(qc['status'] == 'ok').sum()} ok), "
               f"{args.cores} cores; statuses equal: {bool(same)}")  # fmt: skip
         print(f"  snakemake wall {sm_wall:6.1f} s  CPU {sm_cpu:6.1f} s  (load average {load_sm:.1f})")

@@ -63,7 +63,9 @@ def test_contact_sheet_tiles(tmp_path) -> None:
     assert contact_sheet([]).shape == (150, 150, 3)
 
 
-def test_forked_workers_give_the_sequential_table_and_files(tmp_path, faces_dir, edge_cases_dir, repo_root) -> None:
+def test_forked_workers_give_the_sequential_table_and_files(
+    tmp_path, faces_dir, edge_cases_dir, repo_root
+) -> None:
     """A shard split over 3 forked workers yields the same rows, in order, and byte-identical chips."""
     from phenoface.faces import FacePreprocessor
     from phenoface.masks import FaceMasker, apply_mask
@@ -75,10 +77,14 @@ def test_forked_workers_give_the_sequential_table_and_files(tmp_path, faces_dir,
     preprocessor = FacePreprocessor(dlib_model_path("landmarks"))
     masker = FaceMasker("face_mesh", ensure_mediapipe_models(repo_root / "resources")["face_landmark"].parent)
     tables = {
-        workers: preprocess_members(members, tmp_path / str(workers), preprocessor, masker, apply_mask, workers=workers)
+        workers: preprocess_members(
+            members, tmp_path / str(workers), preprocessor, masker, apply_mask, workers=workers
+        )
         for workers in (1, 3)
     }
-    one, three = (tables[w].drop(columns=["seconds", "chip", "mask", "masked_chip", "landmarks"]) for w in (1, 3))
+    one, three = (
+        tables[w].drop(columns=["seconds", "chip", "mask", "masked_chip", "landmarks"]) for w in (1, 3)
+    )
     pd.testing.assert_frame_equal(one, three)
     assert list(three["image_id"]) == [m["image_id"] for m in members]
     assert list(three["status"]).count("ok") == 5 and three["status"].iloc[-1] == "unreadable"

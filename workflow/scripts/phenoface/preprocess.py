@@ -100,7 +100,9 @@ _SHARED: dict = {}
 
 def _preprocess_shared(member: tuple[str, str, str]) -> dict:
     """``preprocess_image`` in a forked worker, with the models its parent loaded."""
-    return preprocess_image(*member, _SHARED["out_dir"], _SHARED["preprocessor"], _SHARED["masker"], _SHARED["apply_mask"])
+    return preprocess_image(
+        *member, _SHARED["out_dir"], _SHARED["preprocessor"], _SHARED["masker"], _SHARED["apply_mask"]
+    )
 
 
 def preprocess_members(
@@ -124,7 +126,10 @@ def preprocess_members(
     work = [(member["image_id"], member["sheet"], member["path"]) for member in members]
     workers = max(1, min(workers, len(work)))
     if workers == 1:
-        return _collect((preprocess_image(*member, out_dir, preprocessor, masker, apply_mask) for member in work), len(work))
+        return _collect(
+            (preprocess_image(*member, out_dir, preprocessor, masker, apply_mask) for member in work),
+            len(work),
+        )
     _SHARED.update(out_dir=out_dir, preprocessor=preprocessor, masker=masker, apply_mask=apply_mask)
     try:
         # Every result is in (its files written) before the pool is left, which terminates it.

@@ -147,14 +147,18 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
         (
             "age",
             ~(age_value.between(0, MAX_AGE) & (age_value == age_value.round())),
-            lambda i: f"{age_text[i]!r} is not an integer number of years between 0 and {MAX_AGE}. "
-            "Fix or remove the row.",
+            lambda i: (
+                f"{age_text[i]!r} is not an integer number of years between 0 and {MAX_AGE}. "
+                "Fix or remove the row."
+            ),
         ),
         (
             "sex",
             ~(sexes.isin(SEX_CODES) | ((sexes == "") & (sheet_kind in SEX_OPTIONAL))),
-            lambda i: f"unknown code {table.at[i, 'sex']!r}. "
-            f"Use {'M, F or empty' if sheet_kind in SEX_OPTIONAL else 'M or F'}.",
+            lambda i: (
+                f"unknown code {table.at[i, 'sex']!r}. "
+                f"Use {'M, F or empty' if sheet_kind in SEX_OPTIONAL else 'M or F'}."
+            ),
         ),
     ]
     if sheet_kind == "external":
@@ -162,7 +166,9 @@ def read_sheet(path: str | os.PathLike, sheet_kind: str, check_files: bool = Tru
             (
                 "group",
                 ~table["group"].astype(str).str.strip().str.lower().isin(GROUPS),
-                lambda i: f"{table.at[i, 'group']!r} is not case or control. Label each external image case or control.",
+                lambda i: (
+                    f"{table.at[i, 'group']!r} is not case or control. Label each external image case or control."
+                ),
             )
         )
     failed = pd.concat([bad for _, bad, _ in checks], axis=1).any(axis=1)
