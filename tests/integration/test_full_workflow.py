@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -11,9 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import roc_auc_score
+
+from phenoface.model import load_model, predict_head
+from phenoface.split import identity_clusters
+from phenoface.stats import auc_delong
 
 from . import report_browser
-from .conftest import Workflow, write_sheet
+from .conftest import REPO, Workflow, write_sheet
 
 pytestmark = pytest.mark.integration
 
@@ -78,15 +85,23 @@ def test_end_to_end_is_complete_and_reproducible(full_study: Workflow) -> None:
 
     split = pd.read_csv(flow.path("results/split/cohort_split.csv"), keep_default_na=False)
     assert set(split["split"]) == {"train", "test"}
+    # identity_group must be the descriptors' own clustering (recomputed here), and no group spans both sides.
+    descriptors = dict(zip(features["image_id"], features["descriptor"]))
+    clusters = identity_clusters(np.stack([descriptors[i] for i in split["image_id"]]), threshold=0.6)
+    pairs = pd.DataFrame({"group": split["identity_group"], "cluster": clusters}).drop_duplicates()
+    assert len(pairs) == split["identity_group"].nunique() == len(set(clusters))
     sides = split.groupby("identity_group")["split"].nunique()
     assert (sides == 1).all()
 
     metrics_path = flow.path("results/evaluation/metrics.json")
     metrics = json.loads(metrics_path.read_text())
-    for key in ("auc", "auc_ci_low", "auc_ci_high", "accuracy", "n_test", "baselines", "warnings"):
-        assert key in metrics
-    assert metrics["auc_ci_low"] <= metrics["auc"] <= metrics["auc_ci_high"]
-    assert metrics["n_test"] == int((split["split"] == "test").sum())
+    predictions = pd.read_csv(flow.path("results/evaluation/predictions.csv"))
+    test = predictions[predictions["split"] == "test"]
+    assert metrics["auc"] == pytest.approx(roc_auc_score(test["y_true"], test["prob"]), abs=1e-9)
+    assert metrics["accuracy"] == pytest.approx(((test["prob"] >= 0.5) == test["y_true"]).mean())
+    delong = auc_delong(test["y_true"], test["prob"])
+    assert (metrics["auc_ci_low"], metrics["auc_ci_high"]) == pytest.approx((delong.ci_low, delong.ci_high), abs=1e-9)
+    assert metrics["n_test"] == len(test) == int((split["split"] == "test").sum())
     assert metrics["auc"] > 0.8  # sex from a face is easy even for 60 cases
     assert set(metrics["baselines"]) >= {"descriptor", "age_sex", "image_statistics"}
     assert isinstance(metrics["warnings"], list)
@@ -95,9 +110,17 @@ def test_end_to_end_is_complete_and_reproducible(full_study: Workflow) -> None:
     assert len(external_qc) == 24
     scored = metrics["external"]["external"]
     assert scored["n"] == int((external_qc["status"] == "ok").sum()) and scored["auc"] > 0.8
-    assert metrics["baselines"]["reference_sheet"]["status"] == "ok"
-    assert metrics["baselines"]["reference_sheet"]["auc"] < 0.9  # men vs men: not separable by sex
-    predictions = pd.read_csv(flow.path("results/evaluation/predictions.csv"))
+    reference_audit = metrics["baselines"]["reference_sheet"]
+    assert reference_audit["status"] == "ok"
+    # Recomputed from the model: reference images (label 1) against the held-out pool controls (label 0).
+    head = load_model(flow.path("results/training/head.keras"))
+    with np.load(flow.path("results/reference/features.npz")) as reference_features:
+        reference_probs = predict_head(head, reference_features["pooled"])
+    control_probs = test.loc[test["y_true"] == 0, "prob"].to_numpy()
+    labels = np.r_[np.zeros(len(control_probs)), np.ones(len(reference_probs))]
+    expected = roc_auc_score(labels, np.r_[control_probs, reference_probs])
+    assert reference_audit["auc"] == pytest.approx(expected, abs=1e-4)
+    assert max(expected, 1 - expected) < 0.9  # men vs men: not separable by sex
     assert predictions["prob"].between(0, 1).all()
 
     # Grad-CAM explains the very model that was evaluated, on held-out images.
@@ -129,6 +152,18 @@ def test_end_to_end_is_complete_and_reproducible(full_study: Workflow) -> None:
     averages = np.load(flow.path("results/faces/average_faces.npz"))
     assert int(averages["n"].sum()) == len(cohort)
     assert averages["mean_chip"].shape == (len(averages["n"]), 150, 150, 3)
+
+    # provenance.json read back: the run's config, the hashes of what it read, the code and packages.
+    record = json.loads(flow.path("results/provenance.json").read_text())
+    config = yaml.safe_load(flow.config_path.read_text(encoding="utf-8"))
+    assert record["config"]["cases"] == config["cases"] and record["config"]["evaluation"]["repeats"] == 2
+    sources = {"cases_sheet": config["cases"], "pool_sheet": config["reference_pool"]}
+    sources["image_checks"] = flow.path("results/qc/image_checks.tsv")
+    for name, path in sources.items():
+        assert record["files"][name]["sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    head_commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert record["code"]["commit"] == (head_commit.stdout.strip() if head_commit.returncode == 0 else None)
+    assert record["packages"]["keras"] == importlib.metadata.version("keras")
 
     seeded = [
         "results/explain/region_tests.csv",
