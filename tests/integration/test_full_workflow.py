@@ -100,7 +100,9 @@ def test_end_to_end_is_complete_and_reproducible(full_study: Workflow) -> None:
     assert metrics["auc"] == pytest.approx(roc_auc_score(test["y_true"], test["prob"]), abs=1e-9)
     assert metrics["accuracy"] == pytest.approx(((test["prob"] >= 0.5) == test["y_true"]).mean())
     delong = auc_delong(test["y_true"], test["prob"])
-    assert (metrics["auc_ci_low"], metrics["auc_ci_high"]) == pytest.approx((delong.ci_low, delong.ci_high), abs=1e-9)
+    assert (metrics["auc_ci_low"], metrics["auc_ci_high"]) == pytest.approx(
+        (delong.ci_low, delong.ci_high), abs=1e-9
+    )
     assert metrics["n_test"] == len(test) == int((split["split"] == "test").sum())
     assert metrics["auc"] > 0.8  # sex from a face is easy even for 60 cases
     assert set(metrics["baselines"]) >= {"descriptor", "age_sex", "image_statistics"}
@@ -161,7 +163,9 @@ def test_end_to_end_is_complete_and_reproducible(full_study: Workflow) -> None:
     sources["image_checks"] = flow.path("results/qc/image_checks.tsv")
     for name, path in sources.items():
         assert record["files"][name]["sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    head_commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    head_commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
     assert record["code"]["commit"] == (head_commit.stdout.strip() if head_commit.returncode == 0 else None)
     assert record["packages"]["keras"] == importlib.metadata.version("keras")
 
