@@ -17,6 +17,8 @@ from phenoface import audit, evaluation, stats
 from phenoface.cohort import case_labels
 
 CHIP = 48
+#: Columns of the repeat table, in order.
+REPEAT_TABLE_COLUMNS = ["repeat", "seed", "n_train", "n_test", "auc", "auc_ci_low", "auc_ci_high", "accuracy"]
 
 
 def write_synthetic_images(folder: Path, n: int, shortcut: bool, seed: int) -> pd.DataFrame:
@@ -572,16 +574,7 @@ def test_run_repeats_table_in_full(caplog):
 
     with caplog.at_level(logging.INFO, logger=audit.LOGGER.name):
         table, summary = audit.run_repeats(cohort, features, [5, 6, 7], split, train, predict, confidence=0.9)
-    assert list(table.columns) == [
-        "repeat",
-        "seed",
-        "n_train",
-        "n_test",
-        "auc",
-        "auc_ci_low",
-        "auc_ci_high",
-        "accuracy",
-    ]
+    assert list(table.columns) == REPEAT_TABLE_COLUMNS
     assert table["repeat"].tolist() == [1, 2, 3] and table["seed"].tolist() == [5, 6, 7]
     assert (table["n_train"] == 30).all() and (table["n_test"] == 10).all()
     for row, seed in zip(table.itertuples(), [5, 6, 7]):
@@ -618,16 +611,7 @@ def test_run_repeats_without_seeds_gives_an_empty_table():
     """evaluation.repeats: 0 gives an empty table that still has every column, and n = 0."""
     cohort = pd.DataFrame({"image_id": ["a", "b"], "group": ["case", "control"]})
     table, summary = audit.run_repeats(cohort, np.zeros((2, 1)), [], None, None, None)
-    assert list(table.columns) == [
-        "repeat",
-        "seed",
-        "n_train",
-        "n_test",
-        "auc",
-        "auc_ci_low",
-        "auc_ci_high",
-        "accuracy",
-    ]
+    assert list(table.columns) == REPEAT_TABLE_COLUMNS
     assert table.empty and summary["n"] == 0
 
 
