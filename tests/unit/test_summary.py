@@ -16,6 +16,7 @@ from phenoface.summary import (
     render_summary,
     sampling_warnings,
     stage_of,
+    study_line,
 )
 
 METRICS = {
@@ -189,11 +190,11 @@ def test_landing_fragment_is_short_and_counts_warnings_by_stage() -> None:
     warnings = collect_warnings(
         {"results/evaluation/metrics.json": METRICS, "results/explain/sanity.json": {"warnings": ["a", "b"]}}
     )
-    html = render_landing(CONFIG, METRICS, warnings, BALANCE, QC)
+    html = render_landing(METRICS, warnings, study_line(CONFIG, BALANCE, QC))
     assert html.startswith(
         "<p><b>Held-out AUC 0.81 (95% CI 0.70–0.92) on 40 test images; 3 warning(s).</b></p>"
     )
     assert "image statistics 0.97 (95% CI 0.93–1.00)" in html
     assert "(1 from evaluation, 2 from explanation (Grad-CAM))" in html
     assert "<style" not in html and "<html" not in html and "<img" not in html
-    assert "No warnings" in render_landing(CONFIG, METRICS, [], BALANCE, QC)
+    assert "No warnings" in render_landing(METRICS, [], study_line(CONFIG, BALANCE, QC))

@@ -12,6 +12,7 @@ from phenoface.summary import (
     render_summary,
     sampling_warnings,
     sex_inference_warnings,
+    study_line,
 )
 
 
@@ -33,7 +34,7 @@ def run(inputs: dict, outputs: dict, params) -> None:
     qc = read_qc(inputs["qc"])
     metrics = read_json(inputs["metrics"])
     write_text(outputs["summary"], render_summary(config, metrics, warnings, table1, balance, qc))
-    write_text(outputs["landing"], render_landing(config, metrics, warnings, balance, qc))
+    write_text(outputs["landing"], render_landing(metrics, warnings, study_line(config, balance, qc)))
     logging.info("summary written with %d warning(s)", len(warnings))
 
 

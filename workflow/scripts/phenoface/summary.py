@@ -415,14 +415,8 @@ def warnings_html(warnings: Sequence[StageWarning]) -> str:
     return f'<div class="warnings"><p><b>{len(warnings)} warning(s).</b></p>{bullet_list(items)}</div>'
 
 
-def render_landing(
-    config: Mapping[str, Any],
-    metrics: Mapping[str, Any],
-    warnings: Sequence[StageWarning],
-    balance: pd.DataFrame,
-    qc: pd.DataFrame,
-) -> str:
-    """The summary's core as an HTML fragment for the report's landing page.
+def render_landing(metrics: Mapping[str, Any], warnings: Sequence[StageWarning], study: str) -> str:
+    """The summary's core as an HTML fragment for the report's landing page (``study``: :func:`study_line`).
 
     The report's own styles apply (no ``<style>``, no document shell). It
     stays short, because the report centres its landing column and clips
@@ -437,7 +431,7 @@ def render_landing(
     )
     parts = [
         f"<p><b>{escape(headline_sentence(metrics, len(warnings)))}</b></p>",
-        f"<p>{escape(study_line(config, balance, qc))}</p>",
+        f"<p>{escape(study)}</p>",
         f"<p>Baselines on the same test split: {escape(baselines) or 'none'}.</p>",
     ]
     if warnings:
