@@ -111,18 +111,36 @@ def stage(name: str, target: Target) -> Path:
     return folder
 
 
-def run(name: str, target: Target, max_children: int, rerun_survivors: bool, survivors_only: bool) -> None:
+def run(
+    name: str,
+    target: Target,
+    max_children: int,
+    rerun_survivors: bool,
+    survivors_only: bool,
+    same_as: Path | None,
+) -> None:
     """Stage the module and let mutmut test every new or changed mutant.
 
     mutmut keeps a mutant's verdict until its function changes; with
     ``rerun_survivors`` the survivors of an earlier run are named explicitly so
     that they meet the current tests again (after tests were added). With
     ``survivors_only`` nothing else runs (mutants never checked stay unchecked).
+    With ``same_as`` (the ``.mutation`` folder of an earlier, partial run) exactly
+    the mutants that run checked are tested again, so before and after compare
+    the same mutants.
     """
-    earlier = [
-        m for m, status in results(name, target).items() if status not in ("killed", "timeout", "not checked")
-    ]
-    earlier = earlier if rerun_survivors or survivors_only else []
+    if same_as is not None:
+        before = json.loads(
+            (same_as / name / "mutants" / f"{target.source}.meta").read_text(encoding="utf-8")
+        )
+        earlier = sorted(m for m, code in before["exit_code_by_key"].items() if code is not None)
+        survivors_only = True
+        rerun_survivors = False
+    else:
+        earlier = [
+            m for m, s in results(name, target).items() if s not in ("killed", "timeout", "not checked")
+        ]
+        earlier = earlier if rerun_survivors or survivors_only else []
     folder = stage(name, target)
     env = dict(os.environ)
     env["PHENOFACE_SHARED"] = str(Path(os.environ.get("PHENOFACE_SHARED", REPO.parent / "shared")).resolve())
@@ -229,6 +247,9 @@ def main() -> None:
         "--rerun-survivors", action="store_true", help="test earlier survivors again (new tests)"
     )
     parser.add_argument("--survivors-only", action="store_true", help="only test earlier survivors again")
+    parser.add_argument(
+        "--same-as", type=Path, help="test exactly the mutants an earlier (partial) run checked"
+    )
     args = parser.parse_args()
     names = args.modules or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
@@ -238,7 +259,14 @@ def main() -> None:
     rows = []
     for name in names:
         if not args.report:
-            run(name, TARGETS[name], args.max_children, args.rerun_survivors, args.survivors_only)
+            run(
+                name,
+                TARGETS[name],
+                args.max_children,
+                args.rerun_survivors,
+                args.survivors_only,
+                args.same_as,
+            )
         rows.append(score(name, TARGETS[name], equivalents))
     print(f"{'module':<22}{'mutants':>8}{'checked':>8}{'equiv.':>8}{'killed':>8}{'score':>8}  statuses")
     for row in rows:

@@ -277,6 +277,8 @@ def test_read_all_sheets_stacks_every_kind_in_order(sheet_dir: Path) -> None:
     good_pool = write(sheet_dir / "good_pool.csv", "image,age,sex\nimg dir/c.jpg,3,\n")
     with pytest.raises(PhenofaceError, match="missing.jpg not found"):
         read_all_sheets(good_cases, good_pool, {external: "external"}, check_files=True)
+    with pytest.raises(PhenofaceError, match="gone.jpg not found"):
+        read_all_sheets(good_cases, pool, check_files=True)
 
 
 def test_image_id_slug_rules() -> None:
@@ -343,6 +345,10 @@ def test_disjoint_check_compares_every_pair(sheet_dir: Path) -> None:
         PhenofaceError, match=r"in the pool sheet \(row 2\) and in the reference sheet \(row 2\)"
     ):
         check_sheets_disjoint(cases, pool, reference)
+    # A disjoint first pair must not end the search: the cases also meet a third sheet.
+    late = read_sheet(write(sheet_dir / "ref2.csv", "image,age,sex\nimg dir/a.jpg,3,M\n"), "reference")
+    with pytest.raises(PhenofaceError, match=r"in the cases sheet \(row 2\) and in the reference sheet"):
+        check_sheets_disjoint(cases, pool, late)
 
 
 def test_numeric_looking_subject_ids_stay_text(sheet_dir: Path) -> None:
