@@ -329,10 +329,10 @@ def test_bh_qvalues_hand_example() -> None:
         (lambda: stats.auc_delong([0, 1], [0.1, 0.2], 1.5), ValueError, "confidence must be in (0, 1), got 1.5"),
         (lambda: stats.delong_components([1, 1], [0.1, 0.2]), ValueError, "DeLong needs at least one case and one control"),
         (lambda: stats.delong_components([0, 0], [0.1, 0.2]), ValueError, "DeLong needs at least one case and one control"),
-        (lambda: stats.bootstrap_ci([1, 1], [0.1, 0.2], stats.auc_score, np.random.default_rng(0), 5), ValueError,
-         "a stratified bootstrap needs both classes"),
-        (lambda: stats.bootstrap_ci([0, 0], [0.1, 0.2], stats.auc_score, np.random.default_rng(0), 5), ValueError,
-         "a stratified bootstrap needs both classes"),
+        (lambda: stats.stratified_bootstrap([1, 1], [0.1, 0.2], stats.auc_score, np.random.default_rng(0), 5),
+         ValueError, "a stratified bootstrap needs both classes"),
+        (lambda: stats.stratified_bootstrap([0, 0], [0.1, 0.2], stats.auc_score, np.random.default_rng(0), 5),
+         ValueError, "a stratified bootstrap needs both classes"),
         (lambda: stats.calibration_table([1, 1], [0.1, 0.2]), ValueError, "a calibration curve needs both classes"),
         (lambda: stats.derive_seeds(1, -1), ValueError, "n must be >= 0, got -1"),
         (lambda: stats.subgroup_metrics(pd.DataFrame({"y_true": [1], "prob": [0.5], "sex": ["F"]}), [0, 40]),
@@ -388,22 +388,28 @@ def test_default_as_dict_prefix_is_auc():
     assert result.as_dict() == {"auc": 0.8, "auc_ci_low": 0.76, "auc_ci_high": 0.84, "auc_se": 0.02}
 
 
-def test_bootstrap_defaults_and_interval_level():
-    """2000 replicates by default; the interval is the (1-c)/2 and 1-(1-c)/2 percentiles of the replicates."""
+def test_bootstrap_interval_level():
+    """The interval is the (1-c)/2 and 1-(1-c)/2 percentiles of the finite replicates."""
     labels, scores = noisy_scores(60, seed=8)
-    mean_score = lambda y, s: float(s.mean())  # noqa: E731
-    assert stats.stratified_bootstrap(labels, scores, mean_score, np.random.default_rng(1)).shape == (2000,)
-    replicates = stats.stratified_bootstrap(labels, scores, mean_score, np.random.default_rng(3), 400)
-    interval = stats.bootstrap_ci(labels, scores, mean_score, np.random.default_rng(3), 400, confidence=0.8)
-    assert interval == tuple(np.percentile(replicates, [10, 90]))
-    default = stats.bootstrap_ci(labels, scores, mean_score, np.random.default_rng(3))
-    assert default == stats.bootstrap_ci(labels, scores, mean_score, np.random.default_rng(3), 2000, 0.95)
+    replicates = stats.stratified_bootstrap(
+        labels, scores, lambda y, s: float(s.mean()), np.random.default_rng(3), 400
+    )
+    assert replicates.shape == (400,)
+    assert stats.bootstrap_ci(replicates, 0.8) == pytest.approx(
+        np.percentile(replicates, [10, 90]), rel=1e-12
+    )
+    with_nan = np.r_[replicates, math.nan]
+    assert stats.bootstrap_ci(with_nan, 0.95) == pytest.approx(
+        np.percentile(replicates, [2.5, 97.5]), rel=1e-12
+    )
 
 
 def test_bootstrap_with_one_case_runs():
     """A single case is enough for a stratified bootstrap (both classes present)."""
-    low, high = stats.bootstrap_ci([1, 0, 0], [0.9, 0.1, 0.5], stats.auc_score, np.random.default_rng(0), 20)
-    assert low == high == 1.0
+    replicates = stats.stratified_bootstrap(
+        [1, 0, 0], [0.9, 0.1, 0.5], stats.auc_score, np.random.default_rng(0), 20
+    )
+    assert stats.bootstrap_ci(replicates, 0.95) == (1.0, 1.0)
 
 
 def test_bh_qvalues_of_integer_and_nan_p_values():
