@@ -134,7 +134,9 @@ def preprocess_members(
     try:
         # Every result is in (its files written) before the pool is left, which terminates it.
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return _collect(pool.imap(_preprocess_shared, work, chunksize=4), len(work))
+            # Small chunks keep every worker busy to the end; 4 at most saves round trips.
+            chunksize = max(1, min(4, len(work) // (4 * workers)))
+            return _collect(pool.imap(_preprocess_shared, work, chunksize=chunksize), len(work))
     finally:
         _SHARED.clear()
 
