@@ -29,12 +29,16 @@ DATA_URI = re.compile(r"data:([\w.+/-]+)((?:;[\w.+-]+=[^;,\"']*)*);base64,([A-Za
 REPORT_ITEM = re.compile(r"\b(report|faces_in_report)\(\s*\"([^\"]+)\"")
 
 
-def declared_results(show_faces: bool) -> set[str]:
-    """Paths the rule files mark for the report (face items only when ``show_faces``)."""
+def declared_results(show_faces: bool, workdir: Path) -> set[str]:
+    """Paths the rule files mark for the report that the run in ``workdir`` made.
+
+    Face items count only when ``show_faces``; items of optional targets
+    outside ``all`` (e.g. the power study) only where their file exists.
+    """
     declared = set()
     for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         for kind, path in REPORT_ITEM.findall(rules.read_text(encoding="utf-8")):
-            if kind == "report" or show_faces:
+            if (kind == "report" or show_faces) and (workdir / path).exists():
                 declared.add(path)
     return declared
 

@@ -245,7 +245,7 @@ def test_report_opens_on_the_summary_and_embeds_no_face(
         "results/report/summary.html"
     ]
     listed = {path for paths in visit.listed.values() for path in paths}
-    assert listed == report_browser.declared_results(show_faces=False)
+    assert listed == report_browser.declared_results(False, full_study.workdir)
     assert len(visit.screenshots) == len(listed) + 1 and all(
         shot.stat().st_size > 0 for shot in visit.screenshots
     )
@@ -282,7 +282,7 @@ def test_report_with_show_faces_embeds_contact_sheet_and_examples(
     visit = report_browser.visit_report(report, tmp_path / "screenshots_faces", chromium)
     assert visit.page_errors == [] and visit.requests == []
     listed = {path for paths in visit.listed.values() for path in paths}
-    assert listed == report_browser.declared_results(show_faces=True)
+    assert listed == report_browser.declared_results(True, full_study.workdir)
     assert {"results/qc/contact_sheet.png", "results/explain/examples.png"} <= listed
     embedded = report_browser.embedded_payloads(report.read_text(encoding="utf-8"))
     shown = report_browser.file_hashes(
