@@ -17,6 +17,7 @@ from .conftest import write_sheet
 pytestmark = pytest.mark.integration
 
 QC_TARGET = "results/qc/preprocess.tsv"
+CONTACT_SHEET = "results/qc/contact_sheet.png"
 
 
 def small_pool(utkface_dir: Path, tmp_path: Path, n: int) -> Path:
@@ -33,7 +34,8 @@ def test_all_developer_faces(make_workflow, faces_dir: Path, utkface_dir: Path, 
     """All 656 faces: >= 99% ok, 150x150 chips, level eyes, default mask covers 35-80%."""
     pool = small_pool(utkface_dir, tmp_path, 40)
     flow = make_workflow("faces", {"cases": str(faces_dir / "metadata.csv"), "reference_pool": str(pool)})
-    flow.run(QC_TARGET)
+    # The contact sheet is its own rule (draw_contact_sheet), so it is asked for by name.
+    flow.run(QC_TARGET, CONTACT_SHEET)
     qc = pd.read_csv(flow.path(QC_TARGET), sep="\t", keep_default_na=False)
     cases = qc[qc["sheet"] == "cases"]
     assert len(cases) == 656 and cases["image_id"].is_unique
@@ -50,7 +52,7 @@ def test_all_developer_faces(make_workflow, faces_dir: Path, utkface_dir: Path, 
     for chip in ok["masked_chip"].sample(25, random_state=0):
         image = cv2.imread(str(flow.path(chip)))
         assert image.shape == (150, 150, 3)
-    contact = cv2.imread(str(flow.path("results/qc/contact_sheet.png")))
+    contact = cv2.imread(str(flow.path(CONTACT_SHEET)))
     assert contact.shape[0] % 150 == 0 and contact.shape[1] == 8 * 150
 
 
