@@ -44,7 +44,7 @@ CLUSTER_RULES = {
     "evaluate_classifier",
 }
 GPU_RULES = {"extract_features", "train_classifier"}  # features.gpu and training.gpu are 1 below
-LOCAL_RULES = {"fetch_mediapipe_models"}
+LOCAL_RULES = {"fetch_mediapipe_models", "place_dlib_models"}  # the localrules that make files
 # Killed with scancel while it runs: off the critical path, so its retry costs little.
 KILLED_RULE = "convert_backbone"
 RUN_TIMEOUT_S = 900  # a hang guard: a loaded 2-core machine takes minutes
