@@ -351,12 +351,12 @@ def _grad_with_aux(fn: Callable, args: dict, compiled: dict | None = None) -> tu
     elif backend == "jax":
         import jax
 
-        if compiled is None or "jax" not in compiled:
+        step = compiled.get("jax") if compiled is not None else None
+        if step is None:
             step = jax.jit(jax.grad(fn, has_aux=True))
-            if compiled is None:
-                compiled = {}
-            compiled["jax"] = step
-        grads, aux = compiled["jax"](jax.tree_util.tree_map(jax.numpy.asarray, args))
+            if compiled is not None:
+                compiled["jax"] = step
+        grads, aux = step(jax.tree_util.tree_map(jax.numpy.asarray, args))
     else:
         raise NotImplementedError(f"gradients are implemented for tensorflow and jax, not {backend}")
 
