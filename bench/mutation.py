@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
+TOOLS = REPO / "workflow" / "tools"
 WORK = REPO / ".mutation"
 EQUIVALENTS = REPO / "bench" / "mutation_equivalents.txt"
 
@@ -73,6 +74,11 @@ def module_name(target: Target) -> str:
     return target.source[: -len(".py")].replace("/", ".")
 
 
+def entry_points() -> list[Path]:
+    """Rule scripts and command-line tools: tests import them by bare name, so they sit beside the library."""
+    return sorted([*SCRIPTS.glob("*.py"), *TOOLS.glob("*.py")])
+
+
 def stage(name: str, target: Target) -> Path:
     """(Re)build ``.mutation/<name>/`` with the current library, scripts and tests.
 
@@ -84,7 +90,7 @@ def stage(name: str, target: Target) -> Path:
     for stale in ("phenoface", "tests"):
         shutil.rmtree(folder / stale, ignore_errors=True)
     shutil.copytree(SCRIPTS / "phenoface", folder / "phenoface", ignore=shutil.ignore_patterns("__pycache__"))
-    for script in SCRIPTS.glob("*.py"):
+    for script in entry_points():
         shutil.copy2(script, folder / script.name)
     (folder / "tests").mkdir()
     shutil.copy2(REPO / "tests" / "conftest.py", folder / "tests" / "conftest.py")
@@ -94,7 +100,7 @@ def stage(name: str, target: Target) -> Path:
     shutil.copy2(REPO / "pytest.ini", folder / "pytest.ini")
     # mutmut copies the library into mutants/; the entry scripts (imported by some tests) and the
     # tests are copied again on every run (also_copy), so a changed test counts at once.
-    scripts = sorted(p.name for p in SCRIPTS.glob("*.py") if p.name != target.source)
+    scripts = sorted(p.name for p in entry_points() if p.name != target.source)
     source_paths = ["phenoface/"] + ([target.source] if not target.source.startswith("phenoface/") else [])
     (folder / "setup.cfg").write_text(
         "[mutmut]\n"
@@ -145,6 +151,12 @@ def run(
     env = dict(os.environ)
     env["PHENOFACE_SHARED"] = str(Path(os.environ.get("PHENOFACE_SHARED", REPO.parent / "shared")).resolve())
     env.pop("CI", None)
+    # mutmut forks one child per mutant from a parent that has already run the tests. A
+    # thread pool started there (OpenMP in scikit-learn, BLAS) is not fork-safe: the child
+    # blocks in it, idle, until mutmut's timer kills it, and a hung survivor would count as a
+    # killed "timeout". One thread per pool keeps every child runnable.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTEROP_THREADS"):
+        env[variable] = "1"
     command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(max_children)]
     passes = (
         []
