@@ -10,17 +10,22 @@ stay cached there, and a second run only re-tests mutants of changed functions.
 The score of a module is killed / (all - equivalent): mutants with no test at
 all and those that survive both count against it; a timeout counts as killed.
 Equivalent mutants (no observable change) are listed with a one-line reason in
-``bench/mutation_equivalents.txt``.
+``bench/mutation_equivalents/<name>.txt``, each with the signature of its diff:
+mutmut numbers mutants within a function, so after an edit a number may name
+another mutant; a listed mutant whose diff no longer matches is reported as
+stale and counts against the score until it is re-checked and re-signed.
 
 Usage (from the repository root; ``make mutation`` runs every module)::
 
     nice -n 10 .venv/bin/python bench/mutation.py stats sheets
     .venv/bin/python bench/mutation.py --report stats   # scores and survivors, no run
+    .venv/bin/python bench/mutation.py --sign stats phenoface.stats.x_f__mutmut_3  # a line to list it
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -33,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
 TOOLS = REPO / "workflow" / "tools"
 WORK = REPO / ".mutation"
-EQUIVALENTS = REPO / "bench" / "mutation_equivalents.txt"
+EQUIVALENTS = REPO / "bench" / "mutation_equivalents"
 
 
 @dataclass(frozen=True)
@@ -175,30 +180,57 @@ def run(
             print(f"[{name}] mutmut exited {done.returncode}; see {folder / 'last_run.log'}", flush=True)
 
 
-def write_survivor_diffs(name: str, target: Target, survivors: list[str]) -> Path:
-    """Write the diff of every surviving mutant to ``.mutation/<name>/survivors.diff`` for triage."""
+def mutant_diffs(name: str, mutants: list[str]) -> dict[str, str]:
+    """``{mutant: diff against the original function}`` from the staged ``.mutation/<name>/``."""
     folder = WORK / name
     here = Path.cwd()
     os.chdir(folder)
     try:
         from mutmut.mutation.diff_apply import get_diff_for_mutant
 
-        text = "".join(f"# {mutant}\n{get_diff_for_mutant(mutant)}\n\n" for mutant in survivors)
+        return {mutant: get_diff_for_mutant(mutant) for mutant in mutants}
     finally:
         os.chdir(here)
-    out = folder / "survivors.diff"
+
+
+def signature(diff: str) -> str:
+    """Ten hex digits over a diff's changed lines (not its headers or line numbers)."""
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("---", "+++"))]
+    return hashlib.sha256("\n".join(changed).encode("utf-8")).hexdigest()[:10]
+
+
+def write_survivor_diffs(name: str, survivors: list[str]) -> Path:
+    """Write the diff of every surviving mutant to ``.mutation/<name>/survivors.diff`` for triage."""
+    diffs = mutant_diffs(name, survivors)
+    text = "".join(f"# {mutant} {signature(diffs[mutant])}\n{diffs[mutant]}\n\n" for mutant in survivors)
+    out = WORK / name / "survivors.diff"
     out.write_text(text, encoding="utf-8")
     return out
 
 
-def read_equivalents() -> dict[str, str]:
-    """``{mutant name: reason}`` from bench/mutation_equivalents.txt."""
+@dataclass(frozen=True)
+class Equivalent:
+    """A mutant recorded as equivalent: the signature of its diff when it was checked, and why."""
+
+    signature: str
+    reason: str
+
+
+def read_equivalents(name: str) -> dict[str, Equivalent]:
+    """``{mutant name: Equivalent}`` from ``bench/mutation_equivalents/<name>.txt``.
+
+    A line is ``<mutant> <signature> <reason>``; ``#`` starts a comment line.
+    """
+    path = EQUIVALENTS / f"{name}.txt"
     equivalents = {}
-    if EQUIVALENTS.exists():
-        for line in EQUIVALENTS.read_text(encoding="utf-8").splitlines():
-            if line.strip() and not line.startswith("#"):
-                mutant, _, reason = line.partition(" ")
-                equivalents[mutant] = reason.strip()
+    if path.exists():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            mutant, sig, reason = (line.split(maxsplit=2) + ["", ""])[:3]
+            if len(sig) != 10 or not reason:
+                raise SystemExit(f"{path}:{number}: expected '<mutant> <signature> <reason>', got {line!r}")
+            equivalents[mutant] = Equivalent(sig, reason.strip())
     return equivalents
 
 
@@ -218,28 +250,36 @@ def results(name: str, target: Target) -> dict[str, str]:
     return {key: statuses.get(code, "suspicious") for key, code in codes.items() if fnmatch(key, pattern)}
 
 
-def score(name: str, target: Target, equivalents: dict[str, str]) -> dict:
-    """Counts and score of one module over the mutants mutmut has checked; survivors not listed as equivalent.
+def score(name: str, target: Target) -> dict:
+    """Counts and score of one module over the mutants mutmut has checked.
 
     A run stopped early leaves mutants "not checked": they are counted apart and
-    left out of the score, which then covers the checked ones only.
+    left out of the score, which then covers the checked ones only. A listed
+    equivalent whose diff changed since it was signed is "stale": it counts as
+    a survivor until it is checked again.
     """
     statuses = results(name, target)
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     checked = {m: s for m, s in statuses.items() if s != "not checked"}
-    equivalent = [m for m in checked if m in equivalents]
-    killed = sum(s in ("killed", "timeout") for m, s in checked.items() if m not in equivalents)
+    listed = {
+        m: e for m, e in read_equivalents(name).items() if checked.get(m) not in (None, "killed", "timeout")
+    }
+    diffs = mutant_diffs(name, sorted(listed)) if listed else {}
+    equivalent = sorted(m for m, e in listed.items() if signature(diffs[m]) == e.signature)
+    stale = sorted(set(listed) - set(equivalent))
+    killed = sum(s in ("killed", "timeout") for s in checked.values())
     relevant = len(checked) - len(equivalent)
     survivors = sorted(
-        m for m, s in checked.items() if s not in ("killed", "timeout") and m not in equivalents
+        m for m, s in checked.items() if s not in ("killed", "timeout") and m not in equivalent
     )
     return {
         "module": name,
         "mutants": len(statuses),
         "checked": len(checked),
         "equivalent": len(equivalent),
+        "stale": stale,
         "killed": killed,
         "score": killed / relevant if relevant else float("nan"),
         "counts": counts,
@@ -262,12 +302,22 @@ def main() -> None:
     parser.add_argument(
         "--same-as", type=Path, help="test exactly the mutants an earlier (partial) run checked"
     )
+    parser.add_argument(
+        "--sign",
+        nargs="+",
+        metavar=("MODULE", "MUTANT"),
+        help="print '<mutant> <signature>' for each mutant of MODULE, to list it as equivalent",
+    )
     args = parser.parse_args()
+    if args.sign:
+        module, *mutants = args.sign
+        for mutant, diff in mutant_diffs(module, mutants).items():
+            print(f"{mutant} {signature(diff)}")
+        return
     names = args.modules or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(TARGETS)}")
-    equivalents = read_equivalents()
     rows = []
     for name in names:
         if not args.report:
@@ -279,7 +329,7 @@ def main() -> None:
                 args.survivors_only,
                 args.same_as,
             )
-        rows.append(score(name, TARGETS[name], equivalents))
+        rows.append(score(name, TARGETS[name]))
     print(f"{'module':<22}{'mutants':>8}{'checked':>8}{'equiv.':>8}{'killed':>8}{'score':>8}  statuses")
     for row in rows:
         detail = ", ".join(f"{k} {v}" for k, v in sorted(row["counts"].items()))
@@ -287,9 +337,11 @@ def main() -> None:
             f"{row['module']:<22}{row['mutants']:>8}{row['checked']:>8}{row['equivalent']:>8}{row['killed']:>8}"
             f"{row['score']:>8.1%}  {detail}"
         )
+        if row["stale"]:
+            print(f"    {len(row['stale'])} stale equivalent(s), diff changed: {', '.join(row['stale'])}")
         if args.survivors and row["survivors"]:
             print(
-                f"    {len(row['survivors'])} survivors: {write_survivor_diffs(row['module'], TARGETS[row['module']], row['survivors'])}"
+                f"    {len(row['survivors'])} survivors: {write_survivor_diffs(row['module'], row['survivors'])}"
             )
 
 
