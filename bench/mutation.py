@@ -159,8 +159,16 @@ def run(
     # mutmut forks one child per mutant from a parent that has already run the tests. A
     # thread pool started there (OpenMP in scikit-learn, BLAS) is not fork-safe: the child
     # blocks in it, idle, until mutmut's timer kills it, and a hung survivor would count as a
-    # killed "timeout". One thread per pool keeps every child runnable.
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTEROP_THREADS"):
+    # killed "timeout". One thread per pool keeps every child runnable. TensorFlow has two
+    # pools: with only the inter-op one at 1, a child's first convolution still waits forever
+    # on the intra-op (Eigen) pool's threads, which fork did not copy.
+    for variable in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+    ):
         env[variable] = "1"
     command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(max_children)]
     passes = (
