@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +15,9 @@ from phenoface.split import (
     cluster_report,
     identity_clusters,
     identity_groups,
+    split_balance,
     split_cohort,
+    split_strata,
 )
 
 AGE_BINS = [0, 10, 20, 30, 40, 50, 60, 70]
@@ -334,3 +337,267 @@ def test_feature_rows_refuse_pickled_ids(tmp_path):
     np.savez(npz_path, image_id=np.array(["001", None], dtype=object), pooled=np.zeros((2, 2)))
     with pytest.raises(ValueError, match="allow_pickle"):
         feature_rows(npz_path, ["001"], "pooled")
+
+
+def _people_on_a_line(n_rows: int, group: str = "case") -> tuple[pd.DataFrame, np.ndarray]:
+    """``n_rows`` one-image people of one stratum, 1-d descriptors 1.0 apart (all distinct people)."""
+    cohort = pd.DataFrame(
+        {"image_id": [f"i{k:05d}" for k in range(n_rows)], "group": group, "age": 34, "sex": "F"}
+    )
+    return cohort, np.arange(n_rows, dtype=np.float64)[:, None]
+
+
+def test_identity_clusters_default_threshold_is_dlibs():
+    """Without a threshold, faces 0.5 apart are one person and faces 1.0 apart are two (dlib's 0.6)."""
+    points = np.array([[0.0], [0.5], [3.0], [4.0]])
+    assert identity_clusters(points).tolist() == [0, 0, 1, 2]
+
+
+def test_identity_clusters_edge_inputs():
+    """No rows give an empty integer labelling, one row gets label 0, and bad inputs are refused with the fix."""
+    empty = identity_clusters(np.zeros((0, 128)))
+    assert empty.shape == (0,) and empty.dtype == np.int64
+    assert identity_clusters(np.zeros((1, 128))).tolist() == [0]
+    for threshold in (0, -0.6):
+        with pytest.raises(PhenofaceError) as caught:
+            identity_clusters(np.zeros((2, 4)), threshold=threshold)
+        assert str(caught.value) == f"split identity_threshold must be > 0, got {threshold}"
+    with pytest.raises(ValueError) as caught:
+        identity_clusters(np.zeros(4))
+    assert str(caught.value) == "descriptors must be 2-d, got shape (4,)"
+    with pytest.raises(PhenofaceError) as caught:
+        identity_clusters(np.zeros((2, 4)), linkage="ward")
+    assert str(caught.value) == (
+        "split linkage 'ward' is not one of complete, average, single; fix split.linkage in the config"
+    )
+
+
+def test_identity_clusters_name_the_first_ten_non_finite_rows():
+    """NaN, inf or missing (None) descriptor values are refused, naming up to ten bad rows."""
+    points = np.zeros((14, 3)).tolist()
+    for row in range(1, 12):
+        points[row][row % 3] = np.nan if row % 2 else np.inf
+    points[12][0] = None
+    with pytest.raises(PhenofaceError) as caught:
+        identity_clusters(points)
+    assert str(caught.value) == (
+        f"face descriptors of rows {list(range(1, 11))} are not finite; re-run extract_features"
+    )
+
+
+def test_single_linkage_labels_every_row():
+    """Single linkage gives one label per row: two chains of faces far apart are two people."""
+    points = np.concatenate([_line_of_faces(5, 0.5, dim=2), _line_of_faces(5, 0.5, dim=2) + 10.0])
+    labels = identity_clusters(points, threshold=0.6, linkage="single")
+    assert labels.tolist() == [0] * 5 + [1] * 5
+
+
+def test_cluster_report_of_nothing_and_of_gapped_labels():
+    """No labels give an all-zero report; unused label numbers are not clusters, and no singletons count 0."""
+    assert cluster_report([]) == {
+        "n_rows": 0,
+        "n_clusters": 0,
+        "largest": 0,
+        "n_singletons": 0,
+        "histogram": {},
+    }
+    assert cluster_report(np.array([0, 0, 2, 2, 2])) == {
+        "n_rows": 5,
+        "n_clusters": 2,
+        "largest": 3,
+        "n_singletons": 0,
+        "histogram": {"2": 1, "3": 1},
+    }
+
+
+def test_identity_groups_edge_inputs():
+    """No rows give no groups; long numeric subject ids next to a missing one stay distinct people."""
+    assert identity_groups([], identity_clusters(np.zeros((0, 4)))).tolist() == []
+    # As floats, 10**17 and 10**17 + 1 would be the same number, hence the same person.
+    subjects = [10**17, 10**17 + 1, None, 10**17]
+    assert identity_groups(subjects, np.arange(4)).tolist() == [0, 1, 2, 0]
+    with pytest.raises(ValueError) as caught:
+        identity_groups(["A", "B", "C"], np.arange(2))
+    assert str(caught.value) == "3 subject ids for 2 cluster labels"
+
+
+def test_align_features_messages_list_five_ids_and_default_source():
+    """Duplicate and missing ids are counted and the first five named, with the source ('features') and the fix."""
+    with pytest.raises(PhenofaceError) as caught:
+        align_features(["a"], ["a", "b", "b", "c", "c", "d", "d", "e", "e", "f", "f", "g", "g"])
+    assert str(caught.value) == (
+        "features has duplicate image ids ['b', 'c', 'd', 'e', 'f']; re-run extract_features"
+    )
+    with pytest.raises(PhenofaceError) as caught:
+        align_features(list("abcdefgh"), ["a", "b"])
+    assert str(caught.value) == (
+        "6 cohort image(s) have no row in features, e.g. ['c', 'd', 'e', 'f', 'g']; "
+        "re-run extract_features for the current cohort"
+    )
+    rows = align_features([], ["a"])
+    assert rows.dtype == np.int64 and np.zeros((1, 3))[rows].shape == (0, 3)
+
+
+def test_split_strata_label_missing_sex_and_keep_the_index():
+    """A stratum is group|sex|age bin, with missing sex as NA, aligned on the cohort's own index."""
+    cohort = pd.DataFrame(
+        {"group": ["control", "case", "case"], "sex": [None, "M", np.nan], "age": [34, 71, 5]},
+        index=[10, 11, 15],
+    )
+    strata = split_strata(cohort, AGE_BINS)
+    assert strata.to_dict() == {10: "control|NA|30-39", 11: "case|M|70+", 15: "case|NA|0-9"}
+
+
+def test_split_balance_counts_shares_and_gap():
+    """Counts, test share, group x sex shares (4 decimals, missing sex as NA), the largest gap and strata."""
+    table = pd.DataFrame(
+        {
+            "group": ["case", "case", "case", "case", "control"],
+            "sex": ["F", "F", "M", "F", None],
+            "split": ["train", "train", "train", "test", "test"],
+        }
+    )
+    strata = pd.Series(["a", "a", "b", "a", "c"])
+    balance = split_balance(table, strata)
+    assert balance == {
+        "counts": {"train": 3, "test": 2},
+        "test_share": 0.4,
+        "group_sex_shares": {
+            "case|F": {"train": 0.6667, "test": 0.5},
+            "case|M": {"train": 0.3333, "test": 0.0},
+            "control|NA": {"train": 0.0, "test": 0.5},
+        },
+        "max_group_sex_share_gap": pytest.approx(0.5),
+        "strata": {"a": {"train": 2, "test": 1}, "b": {"train": 1, "test": 0}, "c": {"train": 0, "test": 1}},
+    }
+
+
+def test_split_balance_of_a_one_sided_or_empty_table():
+    """A split side with no rows counts 0 everywhere; an empty table gives zeros, not NaN or an error."""
+    one_test_row = pd.DataFrame({"group": ["case"], "sex": ["F"], "split": ["test"]})
+    assert split_balance(one_test_row, pd.Series(["a"])) == {
+        "counts": {"train": 0, "test": 1},
+        "test_share": 1.0,
+        "group_sex_shares": {"case|F": {"train": 0.0, "test": 1.0}},
+        "max_group_sex_share_gap": 1.0,
+        "strata": {"a": {"train": 0, "test": 1}},
+    }
+    empty = pd.DataFrame({"group": [], "sex": [], "split": []}, dtype=str)
+    assert split_balance(empty, pd.Series([], dtype=str)) == {
+        "counts": {"train": 0, "test": 0},
+        "test_share": 0.0,
+        "group_sex_shares": {},
+        "max_group_sex_share_gap": 0.0,
+        "strata": {},
+    }
+
+
+def test_split_rejects_bad_cohorts_with_the_fix():
+    """Missing columns, misaligned descriptors, unknown groups and out-of-range fractions name what to do."""
+    cohort, descriptors = _people_on_a_line(4)
+    with pytest.raises(PhenofaceError) as caught:
+        split_cohort(cohort.drop(columns=["sex", "age"]), descriptors)
+    assert str(caught.value) == "cohort table lacks column(s) ['age', 'sex']; re-run sample_matched_controls"
+    with pytest.raises(PhenofaceError) as caught:
+        split_cohort(cohort, np.zeros((3, 128)))
+    assert str(caught.value) == (
+        "3 face descriptors for 4 cohort rows; features must be aligned with the cohort (re-run extract_features)"
+    )
+    with pytest.raises(PhenofaceError) as caught:
+        split_cohort(cohort.assign(group=["case", "patient", "control", "Case"]), descriptors)
+    assert str(caught.value) == "cohort group values ['Case', 'patient'] are not case/control"
+    for fraction in (0, 1, 1.5, -0.5):
+        with pytest.raises(PhenofaceError) as caught:
+            split_cohort(cohort, descriptors, test_fraction=fraction)
+        assert str(caught.value) == f"split test_fraction must be strictly between 0 and 1, got {fraction}"
+
+
+def test_split_needs_as_many_people_as_folds():
+    """Two people fill the two folds of a half split, one on each side; an empty cohort has 0 people."""
+    cohort, descriptors = _people_on_a_line(2)
+    table, _ = split_cohort(cohort, descriptors)
+    assert sorted(table["split"]) == ["test", "train"]
+    with pytest.raises(PhenofaceError) as caught:
+        split_cohort(cohort.iloc[:0], descriptors[:0])
+    assert str(caught.value) == (
+        "only 0 distinct people in the cohort, too few for a test fraction of 0.5 (2 grouped folds); "
+        "add images or raise split.identity_threshold"
+    )
+
+
+def test_split_extreme_test_fractions_use_one_and_nineteen_of_twenty_folds():
+    """A fraction that rounds to 0 or 1 in twentieths tests 1 or 19 of 20 folds; the default seed is 42."""
+    cohort, descriptors = _people_on_a_line(40)
+    cohort["group"] = ["case", "control"] * 20
+    for fraction, test_folds in ((0.01, 1), (0.99, 19)):
+        table, report = split_cohort(cohort, descriptors, test_fraction=fraction)
+        assert (report["n_splits"], report["n_test_folds"]) == (20, test_folds)
+        assert report["test_fraction"] == fraction and report["seed"] == 42
+        # 20 cases and 20 controls over 20 folds: one of each per fold.
+        assert report["counts"] == {"train": 40 - 2 * test_folds, "test": 2 * test_folds}
+
+
+def test_split_report_and_log_follow_threshold_linkage_and_subject_ids(caplog):
+    """The report and log carry the clustering settings and sizes; a subject id joins faces that look unalike."""
+    # Rows 0-2 are a chain 0.7 apart: one person under single linkage at 0.8, not at 0.6 or under complete.
+    # Rows 3 and 4 look unalike but share a subject id.
+    cohort = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(8)],
+            "group": ["case", "case", "case", "control", "control", "case", "control", "case"],
+            "age": [34, 34, 34, 36, 36, 31, 52, 33],
+            "sex": ["F", "F", "F", "M", "M", "F", "F", "F"],
+            "subject_id": ["", "", "", "S1", "S1", "", None, ""],
+        }
+    )
+    descriptors = np.array([0.0, 0.7, 1.4, 10.0, 20.0, 30.0, 40.0, 50.0])[:, None]
+    caplog.set_level("INFO", logger="phenoface.split")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table, report = split_cohort(cohort, descriptors, threshold=0.8, linkage="single", seed=11)
+    assert not [w for w in caught if "least populated" in str(w.message)]
+    assert table["identity_group"].tolist() == [0, 0, 0, 1, 1, 2, 3, 4]
+    assert {key: report[key] for key in ("test_fraction", "n_splits", "n_test_folds")} == {
+        "test_fraction": 0.5,
+        "n_splits": 2,
+        "n_test_folds": 1,
+    }
+    assert (report["threshold"], report["linkage"], report["seed"]) == (0.8, "single", 11)
+    assert report["identity_clusters"] == cluster_report(np.array([0, 0, 0, 1, 2, 3, 4, 5]))
+    assert report["identity_groups"] == {
+        "n_rows": 8,
+        "n_clusters": 5,
+        "largest": 3,
+        "n_singletons": 3,
+        "histogram": {"1": 3, "2": 1, "3": 1},
+    }
+    assert report["n_rows_with_subject_id"] == 2
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "phenoface.split"]
+    assert messages == [
+        (
+            "INFO",
+            "identity clusters (single linkage, threshold 0.8): 6 clusters over 8 rows, largest 3, 5 singletons",
+        ),
+        ("INFO", f"split: {report['counts']}"),
+    ]
+
+
+def _warnings_for_cluster(n_rows: int, largest: int, caplog) -> list[str]:
+    """Warnings split_cohort logs for ``n_rows`` people of whom ``largest`` rows share one descriptor."""
+    cohort, descriptors = _people_on_a_line(n_rows - largest + 1)
+    cohort = pd.concat([cohort.iloc[[0] * (largest - 1)], cohort], ignore_index=True)
+    cohort["image_id"] = [f"i{k:05d}" for k in range(n_rows)]
+    descriptors = np.concatenate([descriptors[[0] * (largest - 1)], descriptors])
+    caplog.clear()
+    _, report = split_cohort(cohort, descriptors)
+    assert report["identity_clusters"]["largest"] == largest
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_split_warns_when_the_largest_cluster_exceeds_10_images_or_1_percent(caplog):
+    """11 images of one person warn in a cohort of 40, but not in one of 1100, where 1% of rows is 11."""
+    assert _warnings_for_cluster(40, 11, caplog) == [
+        "largest identity cluster holds 11 images: check for duplicates or lower split.identity_threshold"
+    ]
+    assert _warnings_for_cluster(40, 10, caplog) == []
+    assert _warnings_for_cluster(1100, 11, caplog) == []
