@@ -114,6 +114,11 @@ def stage(name: str, target: Target) -> Path:
         + f"only_mutate = {target.source}\n"
         + "also_copy =\n"
         + "".join(f"    {script}\n" for script in scripts)
+        # mutmut's wall limit per mutant is 15 x (the tests' own call time + timeout_constant); the
+        # call time leaves out fixture setup (real faces through dlib, a backbone converted), so
+        # with the default constant of 1 s a test of 0.0 s behind a 5 s fixture timed out on a
+        # loaded machine and a survivor would have counted as a killed "timeout".
+        + "timeout_constant = 10\n"
         + "pytest_add_cli_args_test_selection =\n"
         + "".join(f"    {test}\n" for test in target.tests)
         + "".join(f"    --deselect\n    {target.tests[0]}::{test}\n" for test in target.deselect),
