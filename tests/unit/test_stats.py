@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -547,3 +549,41 @@ def test_json_ready_mixed_keys_arrays_and_bools():
     """Keys of mixed type sort as text; arrays become lists; numpy booleans stay booleans."""
     value = stats.json_ready({2: np.array([1, 2]), "b": np.bool_(True), 10: np.array([0.5, np.nan])})
     assert json.dumps(value) == '{"10": [0.5, null], "2": [1, 2], "b": true}'
+
+
+def test_bootstrap_statistic_receives_integer_labels():
+    """The statistic gets 0/1 integer labels, so integer-only numpy (bincount, indexing) works on them."""
+    labels = np.array([1, 0, 1, 0, 0])
+    cases = stats.stratified_bootstrap(
+        labels,
+        np.arange(5.0),
+        lambda y, s: float(np.bincount(y, minlength=2)[1]),
+        np.random.default_rng(4),
+        5,
+    )
+    assert cases.tolist() == [2.0] * 5
+
+
+def test_bootstrap_ci_of_replicates_read_back_from_json():
+    """Replicates written by json_ready (NaN as null) and read back give the interval of the finite ones."""
+    finite = [0.61, 0.64, 0.70, 0.72, 0.75, 0.79, 0.83]
+    loaded = json.loads(json.dumps(stats.json_ready([math.nan, *finite, math.nan])))
+    assert loaded[0] is None
+    assert stats.bootstrap_ci(loaded, 0.5) == pytest.approx(tuple(np.percentile(finite, [25, 75])), rel=1e-12)
+
+
+def test_summarise_one_repeat_without_numpy_warning():
+    """One finite AUC gives an undefined SD directly, without numpy's degrees-of-freedom RuntimeWarning in the log."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = stats.summarise_repeats([math.nan, 0.7])
+    assert one["n"] == 1 and math.isnan(one["auc_sd"])
+
+
+def test_summarise_float32_aucs_in_double_precision():
+    """AUCs given as float32 (as Keras metrics return them) are averaged in double precision, not rounded to float32."""
+    aucs = np.array([0.1, 0.2, 0.4], dtype=np.float32)
+    exact = [float(a) for a in aucs]
+    summary = stats.summarise_repeats(list(aucs))
+    assert summary["auc_mean"] == pytest.approx(math.fsum(exact) / 3, rel=1e-15)
+    assert summary["auc_sd"] == pytest.approx(statistics.stdev(exact), rel=1e-15)
