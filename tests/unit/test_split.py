@@ -601,3 +601,29 @@ def test_split_warns_when_the_largest_cluster_exceeds_10_images_or_1_percent(cap
     ]
     assert _warnings_for_cluster(40, 10, caplog) == []
     assert _warnings_for_cluster(1100, 11, caplog) == []
+
+
+def test_strata_smaller_than_the_folds_get_an_error_that_says_what_to_change():
+    """20 folds (test fraction 0.05) over strata of 10 images: a clear error, not scikit-learn's."""
+    n_rows = 40
+    cohort = pd.DataFrame(
+        {
+            "image_id": [f"i{i}" for i in range(n_rows)],
+            "group": ["case", "control"] * (n_rows // 2),
+            "age": [30] * (n_rows // 2) + [50] * (n_rows // 2),
+            "sex": ["F"] * n_rows,
+        }
+    )
+    descriptors = np.random.default_rng(0).normal(size=(n_rows, 128)) * 10
+    with pytest.raises(PhenofaceError) as raised:
+        split_cohort(cohort, descriptors, test_fraction=0.05)
+    assert str(raised.value) == (
+        "every stratum (group x sex x age bin) holds fewer than 20 images (the largest 10), too few "
+        "for a test fraction of 0.05 (20 grouped folds); set split.test_fraction nearer 0.5 or use "
+        "wider sampling.age_bins"
+    )
+    # The boundary: a stratum of exactly 20 images is enough for 20 folds.
+    boundary = cohort.assign(group=["case"] * (n_rows // 2) + ["control"] * (n_rows // 2))
+    table, report = split_cohort(boundary, descriptors, test_fraction=0.05)
+    assert report["n_splits"] == 20
+    assert report["counts"] == {"train": 38, "test": 2}

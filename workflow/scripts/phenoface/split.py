@@ -264,6 +264,14 @@ def split_cohort(
 
     strata = split_strata(cohort, age_bins)
     stratum_codes = pd.factorize(strata)[0]
+    largest_stratum = int(np.bincount(stratum_codes).max())
+    if largest_stratum < n_splits:
+        # scikit-learn refuses a stratified split when every stratum is smaller than the folds.
+        raise PhenofaceError(
+            f"every stratum (group x sex x age bin) holds fewer than {n_splits} images (the largest "
+            f"{largest_stratum}), too few for a test fraction of {test_fraction} ({n_splits} grouped "
+            "folds); set split.test_fraction nearer 0.5 or use wider sampling.age_bins"
+        )
     random_state = int(np.random.default_rng(seed).integers(0, 2**31 - 1))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     is_test = np.zeros(len(cohort), dtype=bool)
