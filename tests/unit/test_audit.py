@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io as bytes_io
 import math
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -670,4 +671,84 @@ def test_collect_image_statistics_names_missing_columns_and_files(tmp_path):
     assert str(caught.value) == (
         f"image i0: chip file {tmp_path / 'gone.png'} not found; "
         "re-run preprocessing (results/qc/preprocess.tsv is out of date)."
+    )
+
+
+def test_jpeg_quality_recovers_every_libjpeg_quality():
+    """Every quality 1-100 that libjpeg (through Pillow) writes is read back, the clamped ends 1 and 100 included."""
+    grey = Image.fromarray(np.full((8, 8), 128, dtype=np.uint8))
+    estimates = {}
+    for quality in range(1, 101):
+        buffer = bytes_io.BytesIO()
+        grey.save(buffer, "JPEG", quality=quality)
+        buffer.seek(0)
+        with Image.open(buffer) as image:
+            estimates[quality] = audit.jpeg_quality(image)
+    assert {q: e for q, e in estimates.items() if e != q} == {}
+
+
+def test_collect_image_statistics_of_no_images_keeps_the_columns():
+    """An empty QC table gives an empty statistics table that still has image_id and every feature column."""
+    table = audit.collect_image_statistics(pd.DataFrame(columns=["image_id", "path", "chip", "mask"]))
+    assert table.empty and list(table.columns) == ["image_id", *audit.IMAGE_STAT_FEATURES]
+
+
+def skewed_training_set() -> tuple[np.ndarray, np.ndarray]:
+    """One feature whose training median (1.5) is far from its mean (8.7); the label follows it."""
+    x = np.array([0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 30.0, 40.0, 3.0, 9.0])[:, None]
+    return x, np.array([0, 0, 0, 1, 0, 1, 1, 1, 0, 1])
+
+
+def test_logistic_baseline_reads_a_missing_test_value_as_the_training_median():
+    """A test row missing a value is scored as if it held the training median, not the mean."""
+    train_x, train_y = skewed_training_set()
+    probs = audit.fit_predict_logistic(
+        train_x, train_y, np.array([[math.nan], [np.median(train_x)], [train_x.mean()]]), seed=0
+    )
+    assert probs[0] == pytest.approx(probs[1], rel=1e-12)
+    assert abs(probs[0] - probs[2]) > 0.01
+
+
+def test_logistic_baseline_learns_from_missingness():
+    """Missing values are flagged by an indicator: when only cases lack a value, a missing value predicts a case."""
+    spread = np.array([-2.0, -1.0, 1.0, 2.0] * 5)
+    train_x = np.r_[spread, np.full(20, math.nan)][:, None]
+    train_y = np.r_[np.zeros(20, int), np.ones(20, int)]
+    probs = audit.fit_predict_logistic(train_x, train_y, np.array([[math.nan], [0.0]]), seed=0)
+    assert probs[0] > 0.9 and probs[1] < 0.1
+
+
+def test_logistic_baseline_keeps_an_all_missing_feature_quietly():
+    """A feature missing in every training row (no masks: no background colour) is kept without a warning."""
+    train_x, train_y = skewed_training_set()
+    with_empty = np.c_[train_x, np.full(len(train_x), math.nan)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probs = audit.fit_predict_logistic(with_empty, train_y, with_empty[:3], seed=0)
+    assert probs == pytest.approx(audit.fit_predict_logistic(train_x, train_y, train_x[:3], seed=0), rel=1e-9)
+
+
+def test_logistic_baseline_does_not_depend_on_feature_units():
+    """Features are standardised: a column in other units (pixels vs thousands of pixels) gives the same probabilities."""
+    rng = np.random.default_rng(5)
+    train_x = rng.normal(0, 1, (40, 3))
+    train_y = (train_x[:, 0] + rng.normal(0, 1, 40) > 0).astype(int)
+    rescaled = train_x * np.array([1000.0, 1.0, 0.001])
+    np.testing.assert_allclose(
+        audit.fit_predict_logistic(rescaled, train_y, rescaled, seed=0),
+        audit.fit_predict_logistic(train_x, train_y, train_x, seed=0),
+        rtol=1e-6,
+    )
+
+
+def test_logistic_baseline_fits_float32_descriptors_in_double_precision():
+    """float32 descriptors (as the backbone writes them) give exactly the probabilities of their float64 values."""
+    rng = np.random.default_rng(6)
+    descriptors = rng.normal(0, 1, (40, 8)).astype(np.float32)
+    labels = rng.integers(0, 2, 40)
+    probs = audit.fit_predict_logistic(descriptors, labels, descriptors, seed=0)
+    assert probs.dtype == np.float64
+    np.testing.assert_array_equal(
+        probs,
+        audit.fit_predict_logistic(descriptors.astype(float), labels, descriptors.astype(float), seed=0),
     )
