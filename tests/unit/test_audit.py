@@ -752,3 +752,10 @@ def test_logistic_baseline_fits_float32_descriptors_in_double_precision():
         probs,
         audit.fit_predict_logistic(descriptors.astype(float), labels, descriptors.astype(float), seed=0),
     )
+
+
+def test_score_external_rejects_a_label_other_than_0_or_1():
+    """A label of 0.5 in an external set stops with the labels' rule instead of being truncated to 0."""
+    features = np.array([[0.1], [0.2], [0.8], [0.9]])
+    with pytest.raises(ValueError, match=r"labels must be 0 \(control\) or 1 \(case\)"):
+        audit.score_external("model", features, [0, 0.5, 1, 1], predict=lambda model, x: x[:, 0])

@@ -450,7 +450,8 @@ def score_external(
     if predict is None:
         from .model import predict_head as predict
     probs = np.asarray(predict(head_model, np.asarray(features)), dtype=float).ravel()
-    return classification_summary(np.asarray(labels, dtype=int), probs, threshold, confidence)
+    # No int cast here: it would turn a wrong label such as 0.5 into 0 silently; the summary validates.
+    return classification_summary(np.asarray(labels), probs, threshold, confidence)
 
 
 def run_repeats(
