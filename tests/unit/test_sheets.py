@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from phenoface import sheets
 from phenoface.errors import PhenofaceError
 from phenoface.sheets import (
     assign_shards,
@@ -402,3 +403,27 @@ def test_duplicate_content_message_in_full(sheet_dir: Path) -> None:
     with pytest.raises(PhenofaceError) as caught:
         find_duplicate_content(table, ["same", "same"])
     assert str(caught.value).endswith("The same picture must not be counted twice: remove one of the rows.")
+
+
+def test_spellings_of_one_image_resolve_to_one_path(sheet_dir: Path) -> None:
+    """Relative spellings pathlib normalises ("./", "//") and absolute paths give the path pathlib gives."""
+    absolute = str(sheet_dir.resolve() / "img dir" / "b é 2.jpg")
+    sheet = write(sheet_dir / "cases.csv", f"image,age,sex\n./img dir//a.jpg,34,F\n{absolute},19,M\n")
+    table = read_sheet(sheet, "cases")
+    assert table["path"].tolist() == [str(sheet_dir.resolve() / "img dir" / "a.jpg"), absolute]
+    twice = write(sheet_dir / "pool.csv", "image,age,sex\nimg dir/a.jpg,34,F\n./img dir/a.jpg,35,F\n")
+    with pytest.raises(PhenofaceError, match="rows 2, 3, column image: the same image"):
+        read_sheet(twice, "pool")
+
+
+@pytest.mark.parametrize("base", ["/", "/data/study"])
+@pytest.mark.parametrize("image", ["a.jpg", "img dir/b.jpg", "/abs/c.jpg", "./d.jpg", "e//f.jpg", "g/", ""])
+def test_image_path_join_is_pathlibs(base: str, image: str) -> None:
+    """The fast path join gives exactly str(Path(base) / image), a sheet in the root folder included."""
+    assert sheets._join(Path(base), image) == str(Path(base) / image)
+
+
+def test_age_in_full_width_digits_is_read(sheet_dir: Path) -> None:
+    """An age that Python reads but pandas does not (full-width digits from an East Asian keyboard) is accepted."""
+    sheet = write(sheet_dir / "cases.csv", "image,age,sex\nimg dir/a.jpg,\uff13\uff14,F\nimg dir/c.jpg,7,M\n")
+    assert read_sheet(sheet, "cases")["age"].tolist() == [34, 7]
