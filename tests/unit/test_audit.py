@@ -759,3 +759,177 @@ def test_score_external_rejects_a_label_other_than_0_or_1():
     features = np.array([[0.1], [0.2], [0.8], [0.9]])
     with pytest.raises(ValueError, match=r"labels must be 0 \(control\) or 1 \(case\)"):
         audit.score_external("model", features, [0, 0.5, 1, 1], predict=lambda model, x: x[:, 0])
+
+
+def two_colour_chip(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """A 20x20 chip (grey and green face, striped red background in the 5 left columns) and its mask."""
+    chip = np.full((20, 20, 3), 100, dtype=np.uint8)
+    chip[10:, 5:] = (90, 140, 60)
+    chip[:, 0:5:2] = (250, 0, 10)
+    chip[:, 1:5:2] = (200, 20, 10)
+    mask = np.full((20, 20), 255, dtype=np.uint8)
+    mask[:, :5] = 0
+    Image.fromarray(chip).save(tmp_path / "chip.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    return tmp_path / "chip.png", tmp_path / "mask.png", chip, mask
+
+
+def test_image_statistics_equal_their_definitions(tmp_path):
+    """Size and JPEG quality of the original; grey mean, SD, Laplacian variance, HSV saturation; background colour."""
+    from scipy import ndimage
+
+    chip_path, mask_path, chip, mask = two_colour_chip(tmp_path)
+    Image.fromarray(chip).resize((40, 30)).save(tmp_path / "original.jpg", quality=80)
+    result = audit.image_statistics(tmp_path / "original.jpg", chip_path, mask_path)
+
+    rgb = chip.astype(float)
+    grey = np.round(rgb @ [0.299, 0.587, 0.114])  # ITU-R BT.601 luma, 8-bit
+    high, low = rgb.max(axis=2), rgb.min(axis=2)
+    saturation = np.round(np.where(high > 0, (high - low) / np.maximum(high, 1) * 255, 0))
+    background = rgb[mask == 0]
+    expected = {
+        "width": 40.0, "height": 30.0, "jpeg_quality": 80.0,
+        "brightness": grey.mean(), "contrast": grey.std(), "saturation": saturation.mean(),
+        "sharpness": ndimage.laplace(grey, mode="mirror").var(),
+        **{f"background_{c}_mean": background[:, k].mean() for k, c in enumerate("rgb")},
+        **{f"background_{c}_std": background[:, k].std() for k, c in enumerate("rgb")},
+    }  # fmt: skip
+    assert list(result) == audit.IMAGE_STAT_FEATURES
+    assert result == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("mask_cell", ["", "nan", "missing.png", "all-face"])
+def test_image_statistics_without_background_pixels_leave_background_nan(tmp_path, mask_cell):
+    """No mask (empty cell, NaN, a file that is not there) or a mask with no background: background NaN, rest measured."""
+    chip_path, _, _, _ = two_colour_chip(tmp_path)
+    if mask_cell == "all-face":
+        Image.fromarray(np.full((20, 20), 1, dtype=np.uint8)).save(tmp_path / "face.png")
+        mask_cell = str(tmp_path / "face.png")
+    elif mask_cell == "missing.png":
+        mask_cell = str(tmp_path / mask_cell)
+    result = audit.image_statistics(chip_path, chip_path, mask_cell)
+    assert all(math.isnan(result[f"background_{c}_{s}"]) for c in "rgb" for s in ("mean", "std"))
+    assert result["width"] == 20.0 and result["brightness"] > 0
+
+
+def test_image_statistics_mask_of_another_size_names_both_files(tmp_path):
+    """A mask whose size differs from the chip's stops with both sizes and the fix."""
+    chip_path, _, _, _ = two_colour_chip(tmp_path)
+    Image.fromarray(np.zeros((10, 30), dtype=np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(audit.PhenofaceError) as caught:
+        audit.image_statistics(chip_path, chip_path, tmp_path / "small.png")
+    assert str(caught.value) == (
+        f"mask {tmp_path / 'small.png'} is 30x10 but chip {chip_path} is 20x20; re-run preprocessing for this image."
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (("age",), [[30.0], [41.0], [math.nan], [7.0]]),
+        (("sex",), [[1.0], [0.0], [0.5], [0.5]]),
+        (("sex", "age"), [[1.0, 30.0], [0.0, 41.0], [0.5, math.nan], [0.5, 7.0]]),
+    ],
+)
+def test_age_sex_matrix_has_the_matched_variables_in_order(variables, expected):
+    """One column per matched variable, in the order given; sex in any case; a missing sex is 0.5, a bad age NaN."""
+    table = pd.DataFrame({"age": ["30", 41, "unknown", 7], "sex": ["m", "f", None, ""]})
+    np.testing.assert_array_equal(audit.age_sex_matrix(table, variables), expected)
+
+
+@pytest.mark.parametrize("variables", [(), ("age", "height")])
+def test_age_sex_matrix_rejects_other_variables(variables):
+    """No variable, or one that is not age or sex, is a programming error naming what was given."""
+    with pytest.raises(ValueError) as caught:
+        audit.age_sex_matrix(pd.DataFrame({"age": [30], "sex": ["M"]}), variables)
+    assert str(caught.value) == f"variables must be a non-empty subset of age, sex; got {variables}"
+
+
+def small_split(n: int = 40, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """A split table (alternating case/control, train/test in pairs), 128-d descriptors and image statistics."""
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(n)],
+            "group": ["case", "control"] * (n // 2),
+            "age": rng.integers(20, 70, n),
+            "sex": rng.choice(["M", "F"], n),
+            "split": np.where((np.arange(n) // 2) % 2 == 0, "train", "test"),
+        }
+    )
+    image_stats = pd.DataFrame(
+        {"image_id": table["image_id"][::-1], **{c: rng.normal(size=n) for c in audit.IMAGE_STAT_FEATURES}}
+    )
+    return table, rng.normal(size=(n, 128)), image_stats
+
+
+def test_run_baselines_table_rows_and_predictions(caplog):
+    """Three rows in order, each the DeLong AUC of its test predictions at the level asked; counts, features, logs."""
+    import logging
+
+    table, descriptors, image_stats = small_split()
+    with caplog.at_level(logging.INFO, logger=audit.LOGGER.name):
+        baselines, predictions = audit.run_baselines(
+            table, descriptors, image_stats, seed=3, confidence=0.8, matched=("age",)
+        )
+    assert list(baselines.columns) == audit.BASELINE_COLUMNS
+    assert baselines["baseline"].tolist() == ["descriptor", "age_sex", "image_statistics"]
+    assert baselines["status"].tolist() == ["ok"] * 3
+    assert baselines["n_train"].tolist() == [20] * 3 and baselines["n_test"].tolist() == [20] * 3
+    assert baselines["n_features"].tolist() == [128, 1, 13]
+    assert baselines["description"].tolist() == [
+        audit.BASELINE_DESCRIPTIONS[b] for b in baselines["baseline"]
+    ]
+    test = table[table["split"] == "test"]
+    assert predictions["image_id"].tolist() == test["image_id"].tolist()
+    assert predictions["y_true"].tolist() == case_labels(test["group"]).tolist()
+    for row in baselines.to_dict("records"):
+        result = stats.auc_delong(predictions["y_true"], predictions[row["baseline"]], 0.8)
+        assert {k: row[k] for k in result.as_dict()} == pytest.approx(result.as_dict(), rel=1e-12)
+        assert f"baseline {row['baseline']}: {result.label(0.8)}" in caplog.messages
+    # The image statistics (given in reverse row order) are looked up by image_id.
+    train = (table["split"] == "train").to_numpy()
+    matrix = image_stats.set_index("image_id").loc[table["image_id"], audit.IMAGE_STAT_FEATURES].to_numpy()
+    expected = audit.fit_predict_logistic(
+        matrix[train], case_labels(table["group"])[train], matrix[~train], 3
+    )
+    np.testing.assert_allclose(predictions["image_statistics"], expected, rtol=1e-12)
+
+
+def test_run_baselines_age_sex_uses_only_the_matched_variables():
+    """Matched on age and sex, the age_sex baseline has two features; its probabilities follow both."""
+    table, descriptors, image_stats = small_split()
+    baselines, predictions = audit.run_baselines(table, descriptors, image_stats, seed=0)
+    assert baselines.set_index("baseline").loc["age_sex", "n_features"] == 2
+    train = (table["split"] == "train").to_numpy()
+    matrix = audit.age_sex_matrix(table)
+    expected = audit.fit_predict_logistic(
+        matrix[train], case_labels(table["group"])[train], matrix[~train], 0
+    )
+    np.testing.assert_allclose(predictions["age_sex"], expected, rtol=1e-12)
+
+
+def test_run_baselines_stops_on_inputs_that_do_not_fit():
+    """Misaligned descriptors, images without statistics, a missing split or a one-group split each stop the audit."""
+    table, descriptors, image_stats = small_split()
+    with pytest.raises(ValueError, match="descriptors must be aligned with split_table rows"):
+        audit.run_baselines(table, descriptors[:-1], image_stats, seed=0)
+    with pytest.raises(audit.PhenofaceError) as caught:
+        audit.run_baselines(
+            table, descriptors, image_stats[~image_stats["image_id"].isin(["i3", "i1"])], seed=0
+        )
+    assert str(caught.value) == (
+        "2 cohort image(s) have no image statistics (first: i1); the QC table and the split table "
+        "disagree: re-run preprocessing and the split."
+    )
+    for split in ("train", "test"):
+        with pytest.raises(audit.PhenofaceError) as caught:
+            audit.run_baselines(table.assign(split=split), descriptors, image_stats, seed=0)
+        assert str(caught.value) == "the split table needs both train and test rows for the baselines."
+    for part in ("train", "test"):
+        one_group = table.assign(group=np.where(table["split"] == part, "case", table["group"]))
+        with pytest.raises(audit.PhenofaceError) as caught:
+            audit.run_baselines(one_group, descriptors, image_stats, seed=0)
+        assert (
+            str(caught.value) == f"the {part} split holds one group only; baselines need cases and controls."
+        )
