@@ -933,3 +933,15 @@ def test_run_baselines_stops_on_inputs_that_do_not_fit():
         assert (
             str(caught.value) == f"the {part} split holds one group only; baselines need cases and controls."
         )
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_image_statistics_read_grey_or_alpha_chips_as_rgb(tmp_path, mode):
+    """A chip saved as greyscale or with an alpha channel is measured like its RGB version."""
+    chip_path, mask_path, chip, _ = two_colour_chip(tmp_path)
+    Image.fromarray(chip).convert(mode).save(tmp_path / "other.png")
+    Image.open(tmp_path / "other.png").convert("RGB").save(tmp_path / "as_rgb.png")
+    measured = audit.image_statistics(chip_path, tmp_path / "other.png", mask_path)
+    assert measured == pytest.approx(
+        audit.image_statistics(chip_path, tmp_path / "as_rgb.png", mask_path), rel=1e-12, nan_ok=True
+    )
