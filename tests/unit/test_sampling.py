@@ -411,6 +411,379 @@ def test_utkface_pool_matches_age_and_sex(utkface_dir):
 
 
 # ---------------------------------------------------------------------------
+# design, bins and strata at their boundaries
+# ---------------------------------------------------------------------------
+
+
+def test_check_design_returns_int_edges_and_sex_before_age():
+    """The design comes back as int edges and the matched variables in canonical order (sex, age)."""
+    assert sampling.check_design((0.0, 10, 70), ["age", "sex"]) == ([0, 10, 70], ["sex", "age"])
+    assert sampling.check_design([5], ["age"]) == ([5], ["age"])
+    assert sampling.check_design([0], ("sex",)) == ([0], ["sex"])
+
+
+@pytest.mark.parametrize("bins", [[], [-1, 10], [0, 10, 10], [0, 20, 10]])
+def test_check_design_rejects_bins_naming_the_fix(bins):
+    """Empty, negative, repeated or decreasing edges are an error quoting the bins and the fix."""
+    expected = (
+        f"config sampling.age_bins = {bins}: give a non-empty list of strictly increasing left edges >= 0, "
+        "e.g. [0, 10, 20, 30, 40, 50, 60, 70]."
+    )
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.check_design(bins, AGE_SEX)
+    assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize("match_on", [[], ["age", "ethnicity"], ["Sex"]])
+def test_check_design_rejects_match_variables_naming_the_fix(match_on):
+    """No variable or an unknown one is an error quoting the setting and the accepted values."""
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.check_design(BINS, match_on)
+    assert str(caught.value) == f"config sampling.match_on = {match_on}: use [age, sex] or [age] (or [sex])."
+
+
+def test_age_bins_labels_and_index_at_the_edges():
+    """Each edge opens its bin, one below it closes the previous one; the last bin is open-ended."""
+    assert sampling.age_bin_labels([0, 10, 70]) == ["0-9", "10-69", "70+"]
+    assert sampling.age_bin_labels([18]) == ["18+"]
+    index = sampling.age_bin_index([4, 5, 14.5, 15, 69, 70, 120], [5, 15, 70])
+    assert index.tolist() == [-1, 0, 0, 1, 1, 2, 2]
+
+
+def test_label_ages_marks_young_and_unknown_ages():
+    """Ages below the first edge read `<edge`, unknown or non-numeric ages `NA`; edges in any order."""
+    labels = sampling.label_ages([9, 9.5, 10, 19, 20, 75, "42", None, "x", float("inf")], [70, 10, 20])
+    assert labels.tolist() == ["<10", "<10", "10-19", "10-19", "20-69", "70+", "20-69", "NA", "NA", "NA"]
+
+
+def test_strata_catalogue_orders_sex_then_age_with_age_only_bins_last():
+    """Catalogue: M strata, then F strata, young to old; age-only bins drop the sex and come last."""
+    bins = [0, 10, 20]
+    assert sampling.strata_catalogue(bins, AGE_SEX) == [
+        "M|0-9",
+        "M|10-19",
+        "M|20+",
+        "F|0-9",
+        "F|10-19",
+        "F|20+",
+    ]
+    assert sampling.strata_catalogue(bins, AGE_SEX, age_only_bins=["20+", "0-9"]) == [
+        "M|10-19",
+        "F|10-19",
+        "0-9",
+        "20+",
+    ]
+    assert sampling.strata_catalogue(bins, ["age"], age_only_bins=["0-9"]) == ["0-9", "10-19", "20+"]
+    assert sampling.strata_catalogue(bins, ["sex"]) == ["M", "F"]
+
+
+def test_stratum_labels_sex_only_and_age_only_bins():
+    """Sex-only labels ignore age; in an age-only bin the sex is dropped, so a row without sex is placed."""
+    table = pd.DataFrame({"age": [45, 3, 50, 5, 5, 45]}, index=[7, 8, 9, 10, 11, 12]).assign(
+        sex=["F", "M", None, "", "F", ""]
+    )
+    sex_only = sampling.stratum_labels(table, [10, 40], ["sex"])
+    assert sex_only.tolist() == ["F", "M", "", "", "F", ""]
+    assert list(sex_only.index) == [7, 8, 9, 10, 11, 12] and sex_only.name == "stratum"
+    mixed = sampling.stratum_labels(table, BINS, AGE_SEX, age_only_bins=["0-9"])
+    assert mixed.tolist() == ["F|40-49", "0-9", "", "0-9", "0-9", ""]
+
+
+# ---------------------------------------------------------------------------
+# QC statuses
+# ---------------------------------------------------------------------------
+
+
+def test_attach_status_pool_rows_without_qc_are_not_needed(pool, caplog):
+    """Pool rows without a pool QC row become not_needed (logged); the input table is left as it was."""
+    first_three = pool.iloc[:3]
+    qc = pd.DataFrame(
+        {
+            "image_id": [first_three["image_id"].iloc[0], first_three["image_id"].iloc[1]],
+            "sheet": ["pool", "cases"],  # a row of the other sheet does not count
+            "status": ["no_face", "ok"],
+        }
+    )
+    with caplog.at_level("INFO", logger="phenoface.sampling"):
+        out = sampling.attach_status(first_three, qc, "pool")
+    assert out["status"].tolist() == ["no_face", "not_needed", "not_needed"]
+    assert "status" not in first_three.columns
+    assert "2 pool row(s) without a QC row: counted as not_needed" in caplog.text
+
+
+def test_attach_status_rejects_duplicate_status_rows(pool):
+    """Two status rows for one image are an error naming the image, the sheet and the count."""
+    image_id = pool["image_id"].iloc[4]
+    qc = make_qc(pool, overrides={})
+    qc = pd.concat([qc, qc.iloc[[4, 4]]], ignore_index=True)
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.attach_status(pool, qc, "pool")
+    assert str(caught.value) == (
+        f"QC table: image {image_id} of the pool sheet has 3 status rows; each image must have exactly one. "
+        "Re-run preprocessing (delete results/qc)."
+    )
+
+
+def test_attach_status_rejects_unknown_statuses(cases):
+    """A status this version does not know is an error listing the unknown and the known statuses."""
+    qc = make_qc(cases, overrides={cases["image_id"].iloc[0]: "blurry", cases["image_id"].iloc[1]: "dark"})
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.attach_status(cases, qc, "cases")
+    assert str(caught.value) == (
+        "QC table: unknown status(es) 'blurry', 'dark' for the cases sheet; expected one of ok, unreadable, "
+        "no_face, too_small, multiple_faces, error, not_needed. Re-run preprocessing with this phenoface version."
+    )
+
+
+def test_attach_status_missing_case_names_count_and_first_row(cases):
+    """Cases without a status are an error with their count and the first one's sheet row and image."""
+    qc = make_qc(cases.drop(index=[2, 5]))
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.attach_status(cases, qc, "cases")
+    assert str(caught.value).startswith(
+        f"QC table: 2 case row(s) have no status, e.g. cases sheet row 4 ({cases['image_id'].iloc[2]}). "
+        "Every case must be preprocessed; re-run the workflow"
+    )
+    with pytest.raises(PhenofaceError, match=r"cases sheet row \? "):
+        sampling.attach_status(cases.drop(columns="row"), qc, "cases")
+
+
+# ---------------------------------------------------------------------------
+# ranking
+# ---------------------------------------------------------------------------
+
+
+def ranked_small(
+    match_on: list[str], age_only_bins: tuple[str, ...] | list[str] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """rank_pool over a small pool: ages 3 and 45, with and without sex."""
+    pool = make_sheet("pool", [(3, "F"), (3, ""), (45, "M"), (45, ""), (45, "F"), (12, "M")], "small")
+    return pool, sampling.rank_pool(pool, [10, 40], match_on, seed=0, age_only_bins=age_only_bins)
+
+
+def test_rank_pool_reasons_no_sex_first_then_age(caplog):
+    """Missing sex wins over a young age; rows below the first edge are age_below_bins, rank 0, logged."""
+    with caplog.at_level("INFO", logger="phenoface.sampling"):
+        _, ranked = ranked_small(AGE_SEX)
+    assert ranked["reason"].tolist() == ["age_below_bins", "no_sex", "", "no_sex", "", ""]
+    assert ranked["eligible"].tolist() == [False, False, True, False, True, True]
+    assert ranked["stratum"].tolist() == ["", "", "M|40+", "", "F|40+", "M|10-39"]
+    assert ranked["rank"].tolist() == [0, 0, 1, 0, 1, 1]
+    assert "pool: 6 rows, 3 eligible, 2 without sex, 1 below the first age bin" in caplog.text
+
+
+def test_rank_pool_age_only_and_sex_only_designs():
+    """Age-only bins need no sex; sex-only matching ignores age; age-only matching ignores sex."""
+    _, age_only_bin = ranked_small(AGE_SEX, age_only_bins=["10-39", "40+"])
+    assert age_only_bin["reason"].tolist() == ["age_below_bins", "no_sex", "", "", "", ""]
+    assert age_only_bin["stratum"].tolist() == ["", "", "40+", "40+", "40+", "10-39"]
+    assert sorted(age_only_bin.loc[age_only_bin["stratum"] == "40+", "rank"]) == [1, 2, 3]
+    _, sex_only = ranked_small(["sex"])
+    assert sex_only["reason"].tolist() == ["", "no_sex", "", "no_sex", "", ""]
+    assert sex_only["stratum"].tolist() == ["F", "", "M", "", "F", "M"]
+    _, age_only = ranked_small(["age"])
+    assert age_only["reason"].tolist() == ["age_below_bins", "age_below_bins", "", "", "", ""]
+    assert age_only["rank"].dtype == int
+
+
+def test_rank_pool_rejects_duplicate_image_ids(pool):
+    """A pool sheet listing an image twice is an error naming the image."""
+    doubled = pd.concat([pool, pool.iloc[[3]]], ignore_index=True)
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.rank_pool(doubled, BINS, AGE_SEX, seed=0)
+    assert str(caught.value) == (
+        f"reference pool: image id {pool['image_id'].iloc[3]} occurs twice; keep one row per image."
+    )
+
+
+# ---------------------------------------------------------------------------
+# needs and candidate rounds
+# ---------------------------------------------------------------------------
+
+
+def test_needed_per_stratum_rejects_ratio_below_one(cases):
+    """A ratio below 1 is an error naming the setting; ratio 1 gives one control per case."""
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.needed_per_stratum(cases, BINS, AGE_SEX, ratio=0)
+    assert str(caught.value) == "config sampling.ratio = 0: give an integer >= 1 (controls per case)."
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX, ratio=1)
+    assert needed.sum() == len(cases) and needed.name == "needed" and needed.index.name == "stratum"
+
+
+def test_needed_per_stratum_unplaced_case_message(cases):
+    """A case that falls in no stratum is named with its row, age, sex, the bins and the fix."""
+    no_sex = cases.assign(sex=["F"] * 3 + [""] + ["F"] * (len(cases) - 4))
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.needed_per_stratum(no_sex, BINS, AGE_SEX)
+    assert str(caught.value) == (
+        "cases sheet row 5 (age 45, sex '') falls in no stratum of sampling.age_bins "
+        "[0, 10, 20, 30, 40, 50, 60, 70]: start the bins at 0 (or at most at the youngest case's age)."
+    )
+    with pytest.raises(PhenofaceError, match=r"^cases sheet row \? \(age 45"):
+        sampling.needed_per_stratum(no_sex.drop(columns="row"), BINS, AGE_SEX)
+
+
+def many_in_one_stratum(n_pool: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A ranked pool of ``n_pool`` women aged 45 (seed 0) and a frame of 10 such cases."""
+    pool = make_sheet("pool", [(45, "F")] * n_pool, "big")
+    cases = make_sheet("cases", [(45, "F")] * 10, "ten")
+    return sampling.rank_pool(pool, BINS, AGE_SEX, seed=0), cases
+
+
+def test_plan_candidates_oversample_rounds_up_without_float_noise(caplog):
+    """10 short x 1.1 is 11 candidates (not 12); 10 x 1.15 is 12; oversample 1 takes exactly the shortfall."""
+    ranked, cases = many_in_one_stratum(40)
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX)
+    with caplog.at_level("INFO", logger="phenoface.sampling"):
+        plan = sampling.plan_candidates(ranked, needed, None, oversample=1.1)
+    assert plan["rank"].tolist() == list(range(1, 12))
+    assert (
+        "stratum F|40-49: needed 10, ok so far 0, short 10 -> 11 new candidate(s) (29 untried left)"
+        in caplog.text
+    )
+    assert len(sampling.plan_candidates(ranked, needed, None, oversample=1.15)) == 12
+    assert len(sampling.plan_candidates(ranked, needed, None, oversample=1)) == 10
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.plan_candidates(ranked, needed, None, oversample=0.99)
+    assert str(caught.value) == "config sampling.oversample = 0.99: give a number >= 1."
+
+
+def test_plan_candidates_counts_latest_status_and_skips_full_strata(caplog):
+    """The last status row of an image counts; a stratum with enough ok rows gets nothing and no log line."""
+    ranked, cases = many_in_one_stratum(30)
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX)
+    order = ranked.sort_values("rank")["image_id"].tolist()
+    # ranks 1-10 tried; rank 1 first failed, then passed on a rerun; ranks 9 and 10 failed
+    tried = pd.DataFrame(
+        {
+            "image_id": [order[0], *order[:10], "not-in-pool-1234"],
+            "status": ["no_face", *["ok"] * 8, "no_face", "no_face", "ok"],
+        }
+    )
+    plan = sampling.plan_candidates(ranked, needed, tried, oversample=2)
+    assert plan["rank"].tolist() == [11, 12, 13, 14]  # 8 ok (rank 1 passed on the rerun), short 2, x2
+    all_ok = pd.DataFrame({"image_id": order[:10], "status": "ok"})
+    with caplog.at_level("INFO", logger="phenoface.sampling"):
+        empty = sampling.plan_candidates(ranked, needed, all_ok, oversample=2)
+    assert empty.empty and list(empty.columns) == list(ranked.columns)
+    assert "stratum" not in caplog.text
+
+
+def test_plan_candidates_orders_strata_by_catalogue_then_rank(cases, pool):
+    """Candidates come stratum by stratum in catalogue order, each by rank."""
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX)
+    plan = sampling.plan_candidates(ranked, needed, None, oversample=1.5)
+    assert plan["stratum"].tolist() == ["M|50-59"] * 6 + ["M|70+"] * 3 + ["F|0-9"] * 5 + ["F|40-49"] * 9
+    assert plan["rank"].tolist() == [*range(1, 7), *range(1, 4), *range(1, 6), *range(1, 10)]
+
+
+# ---------------------------------------------------------------------------
+# the draw: messages, logs and the cohort's columns
+# ---------------------------------------------------------------------------
+
+
+def test_draw_controls_no_case_passed_qc(cases, pool):
+    """When every case failed QC the draw stops with the count and where to look."""
+    qc = make_qc(pool).pipe(lambda q: pd.concat([q, make_qc(cases, status="no_face")], ignore_index=True))
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.draw_controls(cases, sampling.rank_pool(pool, BINS, AGE_SEX, 0), qc, BINS, AGE_SEX)
+    assert str(caught.value) == (
+        "none of the 15 cases passed QC (see results/qc/preprocess.tsv): nothing to match. "
+        "Check the case images and the preprocess settings."
+    )
+
+
+def test_shortfall_message_counts_untried_rows_and_suggests_more_rounds(pool):
+    """Never-preprocessed rows are counted per stratum, and more rounds are suggested only then."""
+    cases = make_sheet("cases", people({(45, "F"): 20, (82, "M"): 10}), "case")
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
+    f40 = ranked.loc[ranked["stratum"] == "F|40-49"].sort_values("rank")["image_id"]
+    overrides = {image_id: "not_needed" for image_id in f40.iloc[25:]}  # 10 of 35 never tried
+    overrides.update({image_id: "no_face" for image_id in f40.iloc[:20]})  # 5 ok
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.draw_controls(
+            cases, ranked, make_qc(cases, pool, overrides=overrides), BINS, AGE_SEX, ratio=2
+        )
+    lines = str(caught.value).splitlines()
+    assert lines[0] == (
+        "too few controls in 2 stratum/strata for 2:1 matching (needed = controls required, available = "
+        "eligible pool rows, after QC = pool rows that passed QC):"
+    )
+    assert (
+        lines[1]
+        == "  stratum M|70+: needed 20 for 10 case(s), available in pool 12, left after QC 12, short by 8"
+    )
+    assert lines[2] == (
+        "  stratum F|40-49: needed 40 for 20 case(s), available in pool 35, left after QC 5, short by 35; "
+        "10 pool row(s) never preprocessed"
+    )
+    assert lines[3] == (
+        "Ways out: set sampling.allow_shortfall: true to draw what exists and report the imbalance; use coarser "
+        "sampling.age_bins or sampling.match_on: [age]; add images to the reference pool; lower sampling.ratio; "
+        "or raise sampling.max_rounds / sampling.oversample."
+    )
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.draw_controls(cases, ranked, make_qc(cases, pool), BINS, AGE_SEX, ratio=2)
+    assert str(caught.value).endswith("add images to the reference pool; lower sampling.ratio.")
+
+
+def test_allow_shortfall_logs_a_warning_and_reports_tried_rows(pool, caplog):
+    """allow_shortfall warns with the full message; pool_tried counts every preprocessed row, failed ones too."""
+    cases = make_sheet("cases", people({(82, "M"): 10}), "case")
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
+    m70 = ranked.loc[ranked["stratum"] == "M|70+"].sort_values("rank")["image_id"]
+    overrides = {m70.iloc[0]: "not_needed", m70.iloc[1]: "no_face", m70.iloc[2]: "too_small"}
+    qc = make_qc(cases, pool, overrides=overrides)
+    with caplog.at_level("INFO", logger="phenoface.sampling"):
+        cohort, shortfall = sampling.draw_controls(
+            cases, ranked, qc, BINS, AGE_SEX, ratio=2, allow_shortfall=True
+        )
+    assert shortfall.to_dict("records") == [
+        {
+            "stratum": "M|70+",
+            "cases": 10,
+            "needed": 20,
+            "pool_available": 12,
+            "pool_tried": 11,
+            "pool_ok": 9,
+            "drawn": 9,
+            "short": 11,
+        }
+    ]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert (
+        warnings[0]
+        .getMessage()
+        .startswith(
+            "allow_shortfall is set, drawing what exists: too few controls in 1 stratum/strata for 2:1 matching"
+        )
+    )
+    assert "; 1 pool row(s) never preprocessed" in warnings[0].getMessage()
+    assert "cohort: 10 cases, 9 controls (2:1) in 1 strata; 1 short stratum/strata" in caplog.text
+    assert (cohort["group"] == "control").sum() == 9
+
+
+def test_draw_controls_orders_cases_by_sheet_row_and_cleans_columns(pool):
+    """Cases come in sheet-row order (image id without a row column); ages int, missing subject ids ''."""
+    cases = make_sheet("cases", people({(45, "F"): 3, (52, "M"): 2}), "case")
+    cases["row"] = [6, 2, 5, 3, 4]
+    cases["age"] = cases["age"].astype(float)
+    cases["subject_id"] = [None, "s1", None, "s2", "s3"]
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
+    qc = make_qc(cases, pool)
+    cohort, _ = sampling.draw_controls(cases, ranked, qc, BINS, AGE_SEX)
+    case_rows = cohort.loc[cohort["group"] == "case"]
+    assert case_rows["image_id"].tolist() == cases.sort_values("row")["image_id"].tolist()
+    assert case_rows["subject_id"].tolist() == ["s1", "s2", "s3", "", ""]
+    assert cohort["age"].dtype == int and cohort["subject_id"].map(type).eq(str).all()
+    by_id, _ = sampling.draw_controls(cases.drop(columns="row"), ranked, qc, BINS, AGE_SEX)
+    ids = by_id.loc[by_id["group"] == "case", "image_id"].tolist()
+    assert ids == sorted(cases["image_id"])
+
+
+# ---------------------------------------------------------------------------
 # megaage_to_sheet
 # ---------------------------------------------------------------------------
 
