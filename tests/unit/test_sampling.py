@@ -508,18 +508,18 @@ def test_attach_status_pool_rows_without_qc_are_not_needed(pool, caplog):
         out = sampling.attach_status(first_three, qc, "pool")
     assert out["status"].tolist() == ["no_face", "not_needed", "not_needed"]
     assert "status" not in first_three.columns
-    assert "2 pool row(s) without a QC row: counted as not_needed" in caplog.text
+    assert "2 pool row(s) without a QC row: counted as not_needed" in caplog.messages
 
 
 def test_attach_status_rejects_duplicate_status_rows(pool):
-    """Two status rows for one image are an error naming the image, the sheet and the count."""
-    image_id = pool["image_id"].iloc[4]
-    qc = make_qc(pool, overrides={})
-    qc = pd.concat([qc, qc.iloc[[4, 4]]], ignore_index=True)
+    """Several status rows for an image are an error naming the first such image, the sheet and its count."""
+    image_id = pool["image_id"].iloc[2]
+    qc = make_qc(pool)
+    qc = pd.concat([qc, qc.iloc[[4, 4, 2]]], ignore_index=True)
     with pytest.raises(PhenofaceError) as caught:
         sampling.attach_status(pool, qc, "pool")
     assert str(caught.value) == (
-        f"QC table: image {image_id} of the pool sheet has 3 status rows; each image must have exactly one. "
+        f"QC table: image {image_id} of the pool sheet has 2 status rows; each image must have exactly one. "
         "Re-run preprocessing (delete results/qc)."
     )
 
@@ -569,7 +569,7 @@ def test_rank_pool_reasons_no_sex_first_then_age(caplog):
     assert ranked["eligible"].tolist() == [False, False, True, False, True, True]
     assert ranked["stratum"].tolist() == ["", "", "M|40+", "", "F|40+", "M|10-39"]
     assert ranked["rank"].tolist() == [0, 0, 1, 0, 1, 1]
-    assert "pool: 6 rows, 3 eligible, 2 without sex, 1 below the first age bin" in caplog.text
+    assert "pool: 6 rows, 3 eligible, 2 without sex, 1 below the first age bin" in caplog.messages
 
 
 def test_rank_pool_age_only_and_sex_only_designs():
@@ -639,7 +639,7 @@ def test_plan_candidates_oversample_rounds_up_without_float_noise(caplog):
     assert plan["rank"].tolist() == list(range(1, 12))
     assert (
         "stratum F|40-49: needed 10, ok so far 0, short 10 -> 11 new candidate(s) (29 untried left)"
-        in caplog.text
+        in caplog.messages
     )
     assert len(sampling.plan_candidates(ranked, needed, None, oversample=1.15)) == 12
     assert len(sampling.plan_candidates(ranked, needed, None, oversample=1)) == 10
@@ -653,15 +653,15 @@ def test_plan_candidates_counts_latest_status_and_skips_full_strata(caplog):
     ranked, cases = many_in_one_stratum(30)
     needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX)
     order = ranked.sort_values("rank")["image_id"].tolist()
-    # ranks 1-10 tried; rank 1 first failed, then passed on a rerun; ranks 9 and 10 failed
+    # ranks 1-10 tried; rank 1 first failed, then passed on a rerun; rank 10 failed
     tried = pd.DataFrame(
         {
             "image_id": [order[0], *order[:10], "not-in-pool-1234"],
-            "status": ["no_face", *["ok"] * 8, "no_face", "no_face", "ok"],
+            "status": ["no_face", *["ok"] * 9, "no_face", "ok"],
         }
     )
     plan = sampling.plan_candidates(ranked, needed, tried, oversample=2)
-    assert plan["rank"].tolist() == [11, 12, 13, 14]  # 8 ok (rank 1 passed on the rerun), short 2, x2
+    assert plan["rank"].tolist() == [11, 12]  # 9 ok (rank 1 passed on the rerun), short 1, x2
     all_ok = pd.DataFrame({"image_id": order[:10], "status": "ok"})
     with caplog.at_level("INFO", logger="phenoface.sampling"):
         empty = sampling.plan_candidates(ranked, needed, all_ok, oversample=2)
@@ -670,10 +670,10 @@ def test_plan_candidates_counts_latest_status_and_skips_full_strata(caplog):
 
 
 def test_plan_candidates_orders_strata_by_catalogue_then_rank(cases, pool):
-    """Candidates come stratum by stratum in catalogue order, each by rank."""
+    """Candidates come stratum by stratum in catalogue order, each by rank (default oversample: config's 1.5)."""
     ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0)
     needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX)
-    plan = sampling.plan_candidates(ranked, needed, None, oversample=1.5)
+    plan = sampling.plan_candidates(ranked, needed)
     assert plan["stratum"].tolist() == ["M|50-59"] * 6 + ["M|70+"] * 3 + ["F|0-9"] * 5 + ["F|40-49"] * 9
     assert plan["rank"].tolist() == [*range(1, 7), *range(1, 4), *range(1, 6), *range(1, 10)]
 
@@ -753,15 +753,12 @@ def test_allow_shortfall_logs_a_warning_and_reports_tried_rows(pool, caplog):
     ]
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
-    assert (
-        warnings[0]
-        .getMessage()
-        .startswith(
-            "allow_shortfall is set, drawing what exists: too few controls in 1 stratum/strata for 2:1 matching"
-        )
-    )
-    assert "; 1 pool row(s) never preprocessed" in warnings[0].getMessage()
-    assert "cohort: 10 cases, 9 controls (2:1) in 1 strata; 1 short stratum/strata" in caplog.text
+    with pytest.raises(PhenofaceError) as caught:
+        sampling.draw_controls(cases, ranked, qc, BINS, AGE_SEX, ratio=2)
+    assert warnings[0].getMessage() == f"allow_shortfall is set, drawing what exists: {caught.value}"
+    assert str(caught.value).startswith("too few controls in 1 stratum/strata for 2:1 matching")
+    assert "; 1 pool row(s) never preprocessed" in str(caught.value)
+    assert "cohort: 10 cases, 9 controls (2:1) in 1 strata; 1 short stratum/strata" in caplog.messages
     assert (cohort["group"] == "control").sum() == 9
 
 
