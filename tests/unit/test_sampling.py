@@ -540,9 +540,9 @@ def test_attach_status_missing_case_names_count_and_first_row(cases):
     qc = make_qc(cases.drop(index=[2, 5]))
     with pytest.raises(PhenofaceError) as caught:
         sampling.attach_status(cases, qc, "cases")
-    assert str(caught.value).startswith(
+    assert str(caught.value) == (
         f"QC table: 2 case row(s) have no status, e.g. cases sheet row 4 ({cases['image_id'].iloc[2]}). "
-        "Every case must be preprocessed; re-run the workflow"
+        "Every case must be preprocessed; re-run the workflow so results/qc is rebuilt from the current sheet."
     )
     with pytest.raises(PhenofaceError, match=r"cases sheet row \? "):
         sampling.attach_status(cases.drop(columns="row"), qc, "cases")
@@ -778,6 +778,24 @@ def test_draw_controls_orders_cases_by_sheet_row_and_cleans_columns(pool):
     by_id, _ = sampling.draw_controls(cases.drop(columns="row"), ranked, qc, BINS, AGE_SEX)
     ids = by_id.loc[by_id["group"] == "case", "image_id"].tolist()
     assert ids == sorted(cases["image_id"])
+
+
+def test_draw_controls_age_only_bin_matches_children_on_age_alone():
+    """In an age-only bin cases of any sex (or none) share one stratum, filled from pool rows without sex."""
+    cases = make_sheet("cases", [(5, "F"), (6, "M"), (7, ""), (45, "F")], "kid")
+    pool = make_sheet(
+        "pool", [(3, ""), (4, ""), (8, "F"), (9, ""), (45, "F"), (46, "F"), (47, "")], "kidpool"
+    )
+    ranked = sampling.rank_pool(pool, BINS, AGE_SEX, seed=0, age_only_bins=["0-9"])
+    needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX, age_only_bins=["0-9"])
+    assert needed.to_dict() == {"F|40-49": 1, "0-9": 3} and list(needed.index) == ["F|40-49", "0-9"]
+    cohort, shortfall = sampling.draw_controls(
+        cases, ranked, make_qc(cases, pool), BINS, AGE_SEX, age_only_bins=["0-9"]
+    )
+    assert shortfall.empty
+    assert cohort["stratum"].tolist() == ["0-9", "0-9", "0-9", "F|40-49", "F|40-49", "0-9", "0-9", "0-9"]
+    controls = cohort.loc[cohort["group"] == "control"]
+    assert set(controls["image_id"]) < set(pool["image_id"]) and (controls["age"] < 10).sum() == 3
 
 
 # ---------------------------------------------------------------------------
