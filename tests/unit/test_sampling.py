@@ -452,8 +452,21 @@ def test_age_bins_labels_and_index_at_the_edges():
 
 def test_label_ages_marks_young_and_unknown_ages():
     """Ages below the first edge read `<edge`, unknown or non-numeric ages `NA`; edges in any order."""
-    labels = sampling.label_ages([9, 9.5, 10, 19, 20, 75, "42", None, "x", float("inf")], [70, 10, 20])
-    assert labels.tolist() == ["<10", "<10", "10-19", "10-19", "20-69", "70+", "20-69", "NA", "NA", "NA"]
+    ages = [9, 9.5, 10, 19, 20, 75, "42", None, "x", float("inf"), float("-inf")]
+    labels = sampling.label_ages(ages, [70, 10, 20])
+    assert labels.tolist() == [
+        "<10",
+        "<10",
+        "10-19",
+        "10-19",
+        "20-69",
+        "70+",
+        "20-69",
+        "NA",
+        "NA",
+        "NA",
+        "NA",
+    ]
 
 
 def test_strata_catalogue_orders_sex_then_age_with_age_only_bins_last():
@@ -556,8 +569,8 @@ def test_attach_status_missing_case_names_count_and_first_row(cases):
 def ranked_small(
     match_on: list[str], age_only_bins: tuple[str, ...] | list[str] = ()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """rank_pool over a small pool: ages 3 and 45, with and without sex."""
-    pool = make_sheet("pool", [(3, "F"), (3, ""), (45, "M"), (45, ""), (45, "F"), (12, "M")], "small")
+    """rank_pool over a small pool: ages 3, 12 and 45, with and without sex (empty or missing)."""
+    pool = make_sheet("pool", [(3, "F"), (3, None), (45, "M"), (45, ""), (45, "F"), (12, "M")], "small")
     return pool, sampling.rank_pool(pool, [10, 40], match_on, seed=0, age_only_bins=age_only_bins)
 
 
@@ -574,7 +587,9 @@ def test_rank_pool_reasons_no_sex_first_then_age(caplog):
 
 def test_rank_pool_age_only_and_sex_only_designs():
     """Age-only bins need no sex; sex-only matching ignores age; age-only matching ignores sex."""
-    _, age_only_bin = ranked_small(AGE_SEX, age_only_bins=["10-39", "40+"])
+    pool, age_only_bin = ranked_small(AGE_SEX, age_only_bins=["10-39", "40+"])
+    shifted = sampling.rank_pool(pool.set_axis(range(10, 16)), [10, 40], AGE_SEX, 0, ["10-39", "40+"])
+    pd.testing.assert_frame_equal(shifted.reset_index(drop=True), age_only_bin)  # any index, same ranks
     assert age_only_bin["reason"].tolist() == ["age_below_bins", "no_sex", "", "", "", ""]
     assert age_only_bin["stratum"].tolist() == ["", "", "40+", "40+", "40+", "10-39"]
     assert sorted(age_only_bin.loc[age_only_bin["stratum"] == "40+", "rank"]) == [1, 2, 3]
@@ -608,6 +623,7 @@ def test_needed_per_stratum_rejects_ratio_below_one(cases):
     assert str(caught.value) == "config sampling.ratio = 0: give an integer >= 1 (controls per case)."
     needed = sampling.needed_per_stratum(cases, BINS, AGE_SEX, ratio=1)
     assert needed.sum() == len(cases) and needed.name == "needed" and needed.index.name == "stratum"
+    assert needed.dtype == int
 
 
 def test_needed_per_stratum_unplaced_case_message(cases):
