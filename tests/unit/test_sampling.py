@@ -567,37 +567,53 @@ def test_attach_status_missing_case_names_count_and_first_row(cases):
 
 
 def ranked_small(
-    match_on: list[str], age_only_bins: tuple[str, ...] | list[str] = ()
+    match_on: list[str], age_only_bins: tuple[str, ...] | list[str] = (), index: range | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """rank_pool over a small pool: ages 3, 12 and 45, with and without sex (empty or missing)."""
-    pool = make_sheet("pool", [(3, "F"), (3, None), (45, "M"), (45, ""), (45, "F"), (12, "M")], "small")
+    """rank_pool over a small pool: ages 3, 5, 12 and 45, with and without sex (empty or missing)."""
+    pool = make_sheet(
+        "pool", [(3, "F"), (3, None), (45, "M"), (45, ""), (45, "F"), (12, "M"), (5, "M")], "small"
+    )
+    if index is not None:
+        pool = pool.set_axis(index)
     return pool, sampling.rank_pool(pool, [10, 40], match_on, seed=0, age_only_bins=age_only_bins)
 
 
 def test_rank_pool_reasons_no_sex_first_then_age(caplog):
     """Missing sex wins over a young age; rows below the first edge are age_below_bins, rank 0, logged."""
     with caplog.at_level("INFO", logger="phenoface.sampling"):
-        _, ranked = ranked_small(AGE_SEX)
-    assert ranked["reason"].tolist() == ["age_below_bins", "no_sex", "", "no_sex", "", ""]
-    assert ranked["eligible"].tolist() == [False, False, True, False, True, True]
-    assert ranked["stratum"].tolist() == ["", "", "M|40+", "", "F|40+", "M|10-39"]
-    assert ranked["rank"].tolist() == [0, 0, 1, 0, 1, 1]
-    assert "pool: 6 rows, 3 eligible, 2 without sex, 1 below the first age bin" in caplog.messages
+        pool, ranked = ranked_small(AGE_SEX)
+        _, shifted = ranked_small(AGE_SEX, index=range(10, 17))
+    assert ranked["reason"].tolist() == ["age_below_bins", "no_sex", "", "no_sex", "", "", "age_below_bins"]
+    assert ranked["eligible"].tolist() == [False, False, True, False, True, True, False]
+    assert ranked["stratum"].tolist() == ["", "", "M|40+", "", "F|40+", "M|10-39", ""]
+    assert ranked["rank"].tolist() == [0, 0, 1, 0, 1, 1, 0]
+    assert set(ranked.columns) - set(pool.columns) == {"stratum", "eligible", "reason", "rank"}
+    # the same counts, also for a sheet whose index does not start at 0
+    assert caplog.messages.count("pool: 7 rows, 3 eligible, 2 without sex, 2 below the first age bin") == 2
+    pd.testing.assert_frame_equal(shifted.reset_index(drop=True), ranked)
 
 
 def test_rank_pool_age_only_and_sex_only_designs():
     """Age-only bins need no sex; sex-only matching ignores age; age-only matching ignores sex."""
-    pool, age_only_bin = ranked_small(AGE_SEX, age_only_bins=["10-39", "40+"])
-    shifted = sampling.rank_pool(pool.set_axis(range(10, 16)), [10, 40], AGE_SEX, 0, ["10-39", "40+"])
+    _, age_only_bin = ranked_small(AGE_SEX, age_only_bins=["10-39", "40+"])
+    _, shifted = ranked_small(AGE_SEX, age_only_bins=["10-39", "40+"], index=range(10, 17))
     pd.testing.assert_frame_equal(shifted.reset_index(drop=True), age_only_bin)  # any index, same ranks
-    assert age_only_bin["reason"].tolist() == ["age_below_bins", "no_sex", "", "", "", ""]
-    assert age_only_bin["stratum"].tolist() == ["", "", "40+", "40+", "40+", "10-39"]
+    assert age_only_bin["reason"].tolist() == ["age_below_bins", "no_sex", "", "", "", "", "age_below_bins"]
+    assert age_only_bin["stratum"].tolist() == ["", "", "40+", "40+", "40+", "10-39", ""]
     assert sorted(age_only_bin.loc[age_only_bin["stratum"] == "40+", "rank"]) == [1, 2, 3]
     _, sex_only = ranked_small(["sex"])
-    assert sex_only["reason"].tolist() == ["", "no_sex", "", "no_sex", "", ""]
-    assert sex_only["stratum"].tolist() == ["F", "", "M", "", "F", "M"]
+    assert sex_only["reason"].tolist() == ["", "no_sex", "", "no_sex", "", "", ""]
+    assert sex_only["stratum"].tolist() == ["F", "", "M", "", "F", "M", "M"]
     _, age_only = ranked_small(["age"])
-    assert age_only["reason"].tolist() == ["age_below_bins", "age_below_bins", "", "", "", ""]
+    assert age_only["reason"].tolist() == [
+        "age_below_bins",
+        "age_below_bins",
+        "",
+        "",
+        "",
+        "",
+        "age_below_bins",
+    ]
     assert age_only["rank"].dtype == int
 
 
