@@ -69,7 +69,9 @@ TARGETS = {
     "evaluation_warnings": Target(
         "phenoface/evaluation.py", ("tests/unit/test_evaluation_warnings.py",), "x_evaluation_warnings*"
     ),
-    "shape_tests": Target("phenoface/shape_tests.py", ("tests/unit/test_shape.py",)),
+    "shape_tests": Target(
+        "phenoface/shape_tests.py", ("tests/unit/test_shape.py", "tests/unit/test_shape_tests.py")
+    ),
     "gradcam": Target("phenoface/gradcam.py", ("tests/unit/test_gradcam.py",)),
 }
 
