@@ -120,6 +120,15 @@ def test_landmark_shift_test_matches_permutation_counts() -> None:
     assert result.p_values[20:30].mean() < result.p_values[30:].mean()
 
 
+def test_landmark_shift_test_no_difference_at_all_gives_p_one() -> None:
+    """Shapes that are all zero do not differ: distance 0, and every p and the global p are exactly 1."""
+    aligned = np.zeros((6, lm.N_LANDMARKS, 2))
+    result = shape_tests.landmark_shift_test(
+        aligned, [1, 1, 1, 0, 0, 0], ["s"] * 6, np.random.default_rng(0), 9
+    )
+    assert result.distance == 0.0 and result.distance_p == 1.0 and (result.p_values == 1.0).all()
+
+
 def test_landmark_shift_test_computes_in_float64() -> None:
     """Single-precision shapes give the numbers of their float64 copy: nothing is summed in float32."""
     aligned, is_case, strata = small_landmark_study()
@@ -181,6 +190,15 @@ def test_ols_effect_without_residual_degrees_of_freedom() -> None:
     effect = shape_tests.ols_effect([1.0, 2.0, 4.0], [0.0, 1.0, 1.0], {"age": np.array([30.0, 40.0, 45.0])})
     assert all(math.isnan(value) for value in (effect.coef, effect.se, effect.t, effect.p))
     assert (effect.df, effect.covariates, effect.note) == (0, "age", "3 faces for 3 coefficients")
+
+
+def test_ols_effect_with_one_residual_degree_of_freedom() -> None:
+    """One face more than coefficients is enough for an estimate, a finite SE and a p-value."""
+    effect = shape_tests.ols_effect(
+        [1.0, 2.0, 4.0, 3.5], [0.0, 1.0, 1.0, 0.0], {"age": np.array([30.0, 40.0, 45.0, 50.0])}
+    )
+    assert effect.df == 1 and effect.note == ""
+    assert all(math.isfinite(value) for value in (effect.coef, effect.se, effect.t, effect.p))
 
 
 def test_ols_effect_rank_deficient_design_is_named() -> None:
@@ -466,6 +484,21 @@ def test_compare_groups_summary_and_warnings() -> None:
     strict = shape_tests.compare_groups(images, shapes, np.random.default_rng(3), 20, fdr=1e-6)
     smallest = np.nanmin(strict.tests["F"].q_values)
     assert f"subset F: no landmark shift survives FDR 1e-06 (smallest q {smallest:.3g})" in strict.warnings
+
+
+def test_compare_groups_with_a_single_case_tests_nothing_but_keeps_the_columns() -> None:
+    """With one case no subset is tested, yet both tables have every column and one note row per subset."""
+    images, shapes = small_cohort()
+    single = (images["group"] == "control") | (images["image_id"] == "case_001")
+    comparison = shape_tests.compare_groups(
+        images[single.to_numpy()], shapes[single.to_numpy()], np.random.default_rng(0), 5
+    )
+    assert comparison.tests == {} and comparison.summary["shape_indices"] == {}
+    assert list(comparison.landmark_tests.columns) == shape_tests.LANDMARK_TEST_COLUMNS
+    assert list(comparison.landmark_tests["subset"]) == ["all", "M", "F"]
+    assert list(comparison.shape_tests.columns) == shape_tests.SHAPE_TEST_COLUMNS
+    assert len(comparison.shape_tests) == 9 and comparison.shape_tests["mean_case"].isna().all()
+    assert [w.split(":")[0] for w in comparison.warnings] == ["subset all", "subset M", "subset F"]
 
 
 def test_compare_groups_rows_must_match() -> None:
