@@ -522,6 +522,8 @@ def test_skipped_reference_row_has_zero_counts():
     row = audit.reference_row(None, 0, 0)
     assert (row["n_train"], row["n_test"], row["n_features"]) == (0, 0, 0)
     assert row["status"] == "skipped: audit.reference_sheet not configured"
+    assert list(row) == audit.BASELINE_COLUMNS
+    assert all(math.isnan(row[key]) for key in ("auc", "auc_ci_low", "auc_ci_high", "auc_se"))
 
 
 def test_reference_separation_uses_the_confidence_level():
@@ -813,14 +815,35 @@ def test_image_statistics_without_background_pixels_leave_background_nan(tmp_pat
 
 
 def test_image_statistics_mask_of_another_size_names_both_files(tmp_path):
-    """A mask whose size differs from the chip's stops with both sizes and the fix."""
-    chip_path, _, _, _ = two_colour_chip(tmp_path)
+    """A mask whose size differs from the chip's stops with both sizes (width x height) and the fix."""
+    Image.fromarray(np.full((16, 20, 3), 90, dtype=np.uint8)).save(tmp_path / "chip.png")
     Image.fromarray(np.zeros((10, 30), dtype=np.uint8)).save(tmp_path / "small.png")
     with pytest.raises(audit.PhenofaceError) as caught:
-        audit.image_statistics(chip_path, chip_path, tmp_path / "small.png")
+        audit.image_statistics(tmp_path / "chip.png", tmp_path / "chip.png", tmp_path / "small.png")
     assert str(caught.value) == (
-        f"mask {tmp_path / 'small.png'} is 30x10 but chip {chip_path} is 20x20; re-run preprocessing for this image."
+        f"mask {tmp_path / 'small.png'} is 30x10 but chip {tmp_path / 'chip.png'} is 20x16; "
+        "re-run preprocessing for this image."
     )
+
+
+@pytest.mark.parametrize("mode", ["RGB", "1"])
+def test_image_statistics_read_a_colour_or_1_bit_mask_as_grey(tmp_path, mode):
+    """A mask saved in colour or as 1-bit black and white marks the same background as the grey mask."""
+    chip_path, mask_path, _, mask = two_colour_chip(tmp_path)
+    Image.fromarray(mask).convert(mode).save(tmp_path / "other_mask.png")
+    measured = audit.image_statistics(chip_path, chip_path, tmp_path / "other_mask.png")
+    assert measured == pytest.approx(
+        audit.image_statistics(chip_path, chip_path, mask_path), rel=1e-12, nan_ok=True
+    )
+
+
+def test_mask_cell_read_as_nan_is_no_mask_even_beside_a_file_called_nan(tmp_path, monkeypatch):
+    """The text "nan" (an empty TSV cell read back) means no mask, not a file of that name in the working folder."""
+    chip_path, _, _, _ = two_colour_chip(tmp_path)
+    (tmp_path / "nan").write_bytes(b"not an image")
+    monkeypatch.chdir(tmp_path)
+    result = audit.image_statistics(chip_path, chip_path, "nan")
+    assert math.isnan(result["background_r_mean"])
 
 
 @pytest.mark.parametrize(
@@ -912,8 +935,9 @@ def test_run_baselines_age_sex_uses_only_the_matched_variables():
 def test_run_baselines_stops_on_inputs_that_do_not_fit():
     """Misaligned descriptors, images without statistics, a missing split or a one-group split each stop the audit."""
     table, descriptors, image_stats = small_split()
-    with pytest.raises(ValueError, match="descriptors must be aligned with split_table rows"):
+    with pytest.raises(ValueError) as caught:
         audit.run_baselines(table, descriptors[:-1], image_stats, seed=0)
+    assert str(caught.value) == "descriptors must be aligned with split_table rows"
     with pytest.raises(audit.PhenofaceError) as caught:
         audit.run_baselines(
             table, descriptors, image_stats[~image_stats["image_id"].isin(["i3", "i1"])], seed=0
