@@ -695,6 +695,7 @@ def test_plan_candidates_counts_latest_status_and_skips_full_strata(caplog):
     plan = sampling.plan_candidates(ranked, needed, tried, oversample=2)
     assert plan["rank"].tolist() == [11, 12]  # 9 ok (rank 1 passed on the rerun), short 1, x2
     all_ok = pd.DataFrame({"image_id": order[:10], "status": "ok"})
+    caplog.clear()
     with caplog.at_level("INFO", logger="phenoface.sampling"):
         empty = sampling.plan_candidates(ranked, needed, all_ok, oversample=2)
     assert empty.empty and list(empty.columns) == list(ranked.columns)
