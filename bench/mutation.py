@@ -10,10 +10,11 @@ stay cached there, and a second run only re-tests mutants of changed functions.
 The score of a module is killed / (all - equivalent): mutants with no test at
 all and those that survive both count against it; a timeout counts as killed.
 Equivalent mutants (no observable change) are listed with a one-line reason in
-``bench/mutation_equivalents/<name>.txt``, each with the signature of its diff:
-mutmut numbers mutants within a function, so after an edit a number may name
-another mutant; a listed mutant whose diff no longer matches is reported as
-stale and counts against the score until it is re-checked and re-signed.
+``bench/mutation_equivalents/<name>.txt``, each with the signature of its diff
+(its changed lines): a survivor is excused when its function and signature match
+a listed one, so mutmut's renumbering after an edit neither loses an entry nor
+lets a number excuse another mutant; an entry whose code changed matches nothing
+and is reported, to be re-checked.
 
 Usage (from the repository root; ``make mutation`` runs every module)::
 
@@ -96,7 +97,14 @@ def stage(name: str, target: Target) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("phenoface", "tests"):
         shutil.rmtree(folder / stale, ignore_errors=True)
-    shutil.copytree(SCRIPTS / "phenoface", folder / "phenoface", ignore=shutil.ignore_patterns("__pycache__"))
+    # Fresh modification times (shutil.copy, not copy2): mutmut regenerates mutants/ from a source
+    # newer than its copy there, and keeps the verdicts of functions whose code did not change.
+    shutil.copytree(
+        SCRIPTS / "phenoface",
+        folder / "phenoface",
+        ignore=shutil.ignore_patterns("__pycache__"),
+        copy_function=shutil.copy,
+    )
     for script in entry_points():
         shutil.copy2(script, folder / script.name)
     (folder / "tests").mkdir()
@@ -265,25 +273,36 @@ def results(name: str, target: Target) -> dict[str, str]:
     return {key: statuses.get(code, "suspicious") for key, code in codes.items() if fnmatch(key, pattern)}
 
 
+def function_of(mutant: str) -> str:
+    """The mutated function's part of a mutant name (mutmut appends ``__mutmut_<n>``)."""
+    return mutant.rsplit("__mutmut_", 1)[0]
+
+
 def score(name: str, target: Target) -> dict:
     """Counts and score of one module over the mutants mutmut has checked.
 
     A run stopped early leaves mutants "not checked": they are counted apart and
-    left out of the score, which then covers the checked ones only. A listed
-    equivalent whose diff changed since it was signed is "stale": it counts as
-    a survivor until it is checked again.
+    left out of the score, which then covers the checked ones only. A surviving
+    mutant is equivalent when its function and the signature of its diff match a
+    listed one, whatever its number: mutmut renumbers a function's mutants after
+    an edit. A listed entry that matches no survivor is "unmatched" (killed since,
+    or its code changed) and excuses nothing.
     """
     statuses = results(name, target)
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     checked = {m: s for m, s in statuses.items() if s != "not checked"}
-    listed = {
-        m: e for m, e in read_equivalents(name).items() if checked.get(m) not in (None, "killed", "timeout")
-    }
-    diffs = mutant_diffs(name, sorted(listed)) if listed else {}
-    equivalent = sorted(m for m, e in listed.items() if signature(diffs[m]) == e.signature)
-    stale = sorted(set(listed) - set(equivalent))
+    listed = read_equivalents(name)
+    listed_keys = {(function_of(m), e.signature) for m, e in listed.items()}
+    listed_functions = {function_of(m) for m in listed}
+    candidates = sorted(
+        m for m, s in checked.items() if s not in ("killed", "timeout") and function_of(m) in listed_functions
+    )
+    diffs = mutant_diffs(name, candidates) if candidates else {}
+    equivalent = sorted(m for m in candidates if (function_of(m), signature(diffs[m])) in listed_keys)
+    matched = {(function_of(m), signature(diffs[m])) for m in equivalent}
+    unmatched = sorted(m for m, e in listed.items() if (function_of(m), e.signature) not in matched)
     killed = sum(s in ("killed", "timeout") for s in checked.values())
     relevant = len(checked) - len(equivalent)
     survivors = sorted(
@@ -294,7 +313,7 @@ def score(name: str, target: Target) -> dict:
         "mutants": len(statuses),
         "checked": len(checked),
         "equivalent": len(equivalent),
-        "stale": stale,
+        "unmatched": unmatched,
         "killed": killed,
         "score": killed / relevant if relevant else float("nan"),
         "counts": counts,
@@ -352,8 +371,11 @@ def main() -> None:
             f"{row['module']:<22}{row['mutants']:>8}{row['checked']:>8}{row['equivalent']:>8}{row['killed']:>8}"
             f"{row['score']:>8.1%}  {detail}"
         )
-        if row["stale"]:
-            print(f"    {len(row['stale'])} stale equivalent(s), diff changed: {', '.join(row['stale'])}")
+        if row["unmatched"]:
+            print(
+                f"    {len(row['unmatched'])} listed equivalent(s) match no survivor (killed, or code changed): "
+                + ", ".join(row["unmatched"])
+            )
         if args.survivors and row["survivors"]:
             print(
                 f"    {len(row['survivors'])} survivors: {write_survivor_diffs(row['module'], row['survivors'])}"
