@@ -969,3 +969,13 @@ def test_image_statistics_read_grey_or_alpha_chips_as_rgb(tmp_path, mode):
     assert measured == pytest.approx(
         audit.image_statistics(chip_path, tmp_path / "as_rgb.png", mask_path), rel=1e-12, nan_ok=True
     )
+
+
+def test_jpeg_quality_of_an_mpo_photo():
+    """A multi-picture JPEG (Pillow's MPO: phone photos with a preview or depth picture) has its quality read."""
+    picture = Image.fromarray(np.full((16, 16, 3), 120, dtype=np.uint8))
+    buffer = bytes_io.BytesIO()
+    picture.save(buffer, "MPO", quality=70, save_all=True, append_images=[picture])
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        assert image.format == "MPO" and audit.jpeg_quality(image) == 70

@@ -118,9 +118,11 @@ def jpeg_quality_from_table(table: Sequence[int]) -> float:
 
 
 def jpeg_quality(image: Image.Image) -> float:
-    """Quality estimate of an opened JPEG (NaN for other formats)."""
+    """Quality estimate of an opened JPEG, MPO included (NaN for other formats)."""
+    # Only JPEG data carries quantisation tables; Pillow opens many phone photos saved as .jpg
+    # as MPO (a JPEG followed by a preview or depth picture), so the format name is not checked.
     tables = getattr(image, "quantization", None)
-    if image.format != "JPEG" or not tables:
+    if not tables:
         return math.nan
     return jpeg_quality_from_table(tables[min(tables)])
 
