@@ -173,8 +173,9 @@ def test_region_labels_cover_the_face_parts(real_faces):
 
 def test_region_labels_reject_bad_landmarks():
     """Landmarks of the wrong shape or with NaN are refused with a clear error."""
-    with pytest.raises(PhenofaceError, match="68 finite"):
+    with pytest.raises(PhenofaceError) as wrong_shape:
         gradcam.region_labels(np.zeros((5, 2)))
+    assert str(wrong_shape.value) == "landmarks must be 68 finite (x, y) points, got shape (5, 2)"
     bad = np.full((68, 2), 75.0)
     bad[3] = np.nan
     with pytest.raises(PhenofaceError, match="68 finite"):
@@ -237,10 +238,11 @@ def test_select_images_takes_seeded_test_rows_per_group():
     assert chosen["group"].value_counts().to_dict() == {"case": 5, "control": 5}
     pd.testing.assert_frame_equal(chosen, gradcam.select_images(table, 5, seed=1))
     assert len(gradcam.select_images(table, 0, seed=1)) == 30
-    with pytest.raises(
-        PhenofaceError, match="no test images to explain; check results/split/cohort_split.csv"
-    ):
+    with pytest.raises(PhenofaceError) as empty:
         gradcam.select_images(table.assign(split="train"), 5, seed=1)
+    assert str(empty.value) == (
+        "the split has no test images to explain; check results/split/cohort_split.csv"
+    )
 
 
 def _tests_table(own_hits: list[str], same_hits: list[str], other_case: float = 0.2) -> pd.DataFrame:
@@ -410,10 +412,15 @@ def test_explain_chips_of_no_chips_is_empty(tiny):
 def test_explain_chips_rejects_unknown_groups_and_layers(tiny):
     """A group other than case/control and a layer not in the model are user errors that say what to use."""
     _, logit, chips = tiny
-    with pytest.raises(PhenofaceError, match=r"groups \['patient'\]; groups must be case or control"):
+    with pytest.raises(PhenofaceError) as unknown_group:
         gradcam.explain_chips(logit, chips[:2], ["case", "patient"], "block")
-    with pytest.raises(PhenofaceError, match=r"'level9'.*such as level2_block3 \(see phenoface\.backbone"):
+    assert str(unknown_group.value) == "cannot explain groups ['patient']; groups must be case or control"
+    with pytest.raises(PhenofaceError) as unknown_layer:
         gradcam.explain_chips(logit, chips[:1], ["case"], "level9")
+    assert str(unknown_layer.value) == (
+        "explain.layer is 'level9', which is not a layer of the model; use a block name such as "
+        "level2_block3 (see phenoface.backbone.BLOCK_NAMES)"
+    )
 
 
 def test_logit_model_keeps_the_bias_and_names_the_copy(tiny):
@@ -440,8 +447,12 @@ def test_logit_model_error_says_which_model_is_needed():
     """A two-unit Dense output is refused with the name of the model file to use."""
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs), name="two_units")
-    with pytest.raises(PhenofaceError, match="'two_units'.*model.keras written by train_classifier"):
+    with pytest.raises(PhenofaceError) as refused:
         gradcam.logit_model(model)
+    assert str(refused.value) == (
+        "model 'two_units' does not end in a one-unit Dense layer; "
+        "explain_classifier needs the model.keras written by train_classifier"
+    )
 
 
 def test_randomize_head_draws_glorot_uniform_kernels_and_zero_biases():
