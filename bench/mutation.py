@@ -203,17 +203,28 @@ def run(
             print(f"[{name}] mutmut exited {done.returncode}; see {folder / 'last_run.log'}", flush=True)
 
 
+#: Run in the staged folder: mutmut finds mutants relative to the working directory and keeps what
+#: it found in module state, so each module's diffs come from a fresh interpreter.
+_DIFFS_CODE = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+json.dump({m: get_diff_for_mutant(m) for m in json.load(sys.stdin)}, sys.stdout)
+"""
+
+
 def mutant_diffs(name: str, mutants: list[str]) -> dict[str, str]:
     """``{mutant: diff against the original function}`` from the staged ``.mutation/<name>/``."""
-    folder = WORK / name
-    here = Path.cwd()
-    os.chdir(folder)
-    try:
-        from mutmut.mutation.diff_apply import get_diff_for_mutant
-
-        return {mutant: get_diff_for_mutant(mutant) for mutant in mutants}
-    finally:
-        os.chdir(here)
+    done = subprocess.run(
+        [sys.executable, "-c", _DIFFS_CODE],
+        cwd=WORK / name,
+        input=json.dumps(mutants),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"could not read the diffs of {name}'s mutants:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)
 
 
 def signature(diff: str) -> str:
