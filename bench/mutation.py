@@ -176,7 +176,9 @@ def run(
     # blocks in it, idle, until mutmut's timer kills it, and a hung survivor would count as a
     # killed "timeout". One thread per pool keeps every child runnable. TensorFlow has two
     # pools: with only the inter-op one at 1, a child's first convolution still waits forever
-    # on the intra-op (Eigen) pool's threads, which fork did not copy.
+    # on the intra-op (Eigen) pool's threads, which fork did not copy. Compiled TensorFlow
+    # functions (Model.predict, fit) still wait on the inter-op pool whatever its size, so
+    # the tests mutation runs call Keras models eagerly (see test_gradcam._run).
     for variable in (
         "OMP_NUM_THREADS",
         "OPENBLAS_NUM_THREADS",

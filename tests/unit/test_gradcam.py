@@ -19,6 +19,18 @@ LAYER = "level2_block3"
 N_CHIPS = 6
 
 
+def _run(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
+    """The model's output, computed eagerly.
+
+    Not ``predict``: a compiled TensorFlow function waits forever on the thread pool
+    of the process it was forked from, and mutation testing forks one child per mutant.
+    """
+    with warnings.catch_warnings():
+        # A model built on a list of one input (the logit model) warns about a bare array.
+        warnings.filterwarnings("ignore", "The structure of `inputs` doesn't match")
+        return keras.ops.convert_to_numpy(model(inputs.astype(np.float32)))
+
+
 @pytest.fixture(scope="module")
 def real_faces(faces_dir):
     """Aligned chips and their chip landmarks for a few real developer faces."""
@@ -52,8 +64,8 @@ def composed(tmp_path_factory):
 def test_logit_model_returns_the_logit_of_the_probability(composed, real_faces):
     """sigmoid(logit model) equals the composed model's probability on real chips."""
     chips = real_faces[0]
-    probability = np.asarray(composed.predict_on_batch(chips))[:, 0]
-    logit = np.asarray(gradcam.logit_model(composed).predict_on_batch(chips))[:, 0]
+    probability = _run(composed, chips)[:, 0]
+    logit = _run(gradcam.logit_model(composed), chips)[:, 0]
     np.testing.assert_allclose(1 / (1 + np.exp(-logit)), probability, rtol=1e-5, atol=1e-6)
     assert np.ptp(logit) > 0
 
@@ -426,8 +438,8 @@ def test_explain_chips_rejects_unknown_groups_and_layers(tiny):
 def test_logit_model_keeps_the_bias_and_names_the_copy(tiny):
     """The logit model's output is the log-odds (bias included) and is named after the model."""
     model, logit, chips = tiny
-    probability = np.asarray(model.predict_on_batch(chips[:2]), np.float64)[:, 0]
-    values = np.asarray(logit.predict_on_batch(chips[:2]))[:, 0]
+    probability = _run(model, chips[:2]).astype(np.float64)[:, 0]
+    values = _run(logit, chips[:2])[:, 0]
     np.testing.assert_allclose(values, np.log(probability / (1 - probability)), rtol=1e-4)
     assert logit.name == "tiny_logit"
     assert logit.layers[-1].name == gradcam.LOGIT_LAYER
@@ -440,7 +452,7 @@ def test_logit_model_of_a_head_without_bias():
     model.layers[-1].set_weights([np.array([[1.0], [-2.0], [0.5]])])
     logit = gradcam.logit_model(model)
     assert len(logit.layers[-1].get_weights()) == 1
-    np.testing.assert_allclose(logit.predict_on_batch(np.array([[1.0, 1.0, 2.0]])), [[0.0]], atol=1e-6)
+    np.testing.assert_allclose(_run(logit, np.array([[1.0, 1.0, 2.0]])), [[0.0]], atol=1e-6)
 
 
 def test_logit_model_error_says_which_model_is_needed():
