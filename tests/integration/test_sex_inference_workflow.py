@@ -1,6 +1,6 @@
 """Age x sex matching against a pool without sex (as with MegaAge), on UTKFace.
 
-One study serves both tests (the machine is small): 500 adult cases and 40
+One study serves both tests (the machine is small): 300 adult cases and 40
 children with sex; the pool is every other UTKFace image with its sex column
 emptied. The adult strata test the inferred sex, the children the fallback
 to age alone.
@@ -17,7 +17,7 @@ from .conftest import Workflow, write_sheet
 
 pytestmark = pytest.mark.integration
 
-N_ADULTS, N_CHILDREN = 500, 40
+N_ADULTS, N_CHILDREN = 300, 40
 
 
 @pytest.fixture(scope="module")
