@@ -40,8 +40,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 browser:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || { echo "could not install chromium: the browser test will fail in CI and skip here"; test -z "$$CI"; }
 
+# Two pytest workers (pytest-xdist), each taking whole test files (module-scoped studies are built
+# once): the workflow tests leave cores idle between jobs, so two at a time fill the machine.
+TEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Each module's mutants run against that module's unit tests only (bench/mutation.py,
 # scores and the list of equivalent mutants in bench/README.md). MODULES=stats audit ... picks some.

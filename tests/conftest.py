@@ -70,7 +70,15 @@ def model_cache() -> Path:
 
 @pytest.fixture(scope="session")
 def mediapipe_models(model_cache: Path) -> dict[str, Path]:
-    """The verified MediaPipe networks in ``model_cache/mediapipe``, fetched on first use only."""
+    """The verified MediaPipe networks in ``model_cache/mediapipe``, fetched on first use only.
+
+    ``make test`` runs two pytest workers: a lock on the cache lets one fetch while the other waits.
+    """
+    import fcntl
+
     from phenoface.models import ensure_mediapipe_models
 
-    return ensure_mediapipe_models(model_cache)
+    model_cache.mkdir(parents=True, exist_ok=True)
+    with open(model_cache / ".fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return ensure_mediapipe_models(model_cache)
