@@ -435,9 +435,10 @@ def test_explain_chips_rejects_unknown_groups_and_layers(tiny):
     )
 
 
-def test_logit_model_keeps_the_bias_and_names_the_copy(tiny):
+def test_logit_model_keeps_the_bias_and_is_named_after_the_model(tiny):
     """The logit model's output is the log-odds (bias included) and is named after the model."""
-    model, logit, chips = tiny
+    model, _, chips = tiny
+    logit = gradcam.logit_model(model)  # built here, not in the shared fixture, for mutmut's call tracing
     probability = _run(model, chips[:2]).astype(np.float64)[:, 0]
     values = _run(logit, chips[:2])[:, 0]
     np.testing.assert_allclose(values, np.log(probability / (1 - probability)), rtol=1e-4)
@@ -679,7 +680,7 @@ def test_region_tests_boundaries_and_per_map_q_values():
 
 
 def test_region_tests_of_an_empty_group_give_nan_means():
-    """Without controls the control means and the difference are NaN, not an error."""
+    """Without controls (or cases) their means and the difference are NaN, without a warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = gradcam.region_tests(pd.DataFrame(_region_rows("cam", "case", [0.6, 0.7, 0.8])))
@@ -687,6 +688,10 @@ def test_region_tests_of_an_empty_group_give_nan_means():
     skin = result.set_index("region").loc["skin"]
     assert skin["n_control"] == 0 and np.isnan(skin["share_control"]) and np.isnan(skin["difference"])
     assert skin["share_case"] == pytest.approx(0.7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        no_cases = gradcam.region_tests(pd.DataFrame(_region_rows("cam", "control", [0.2, 0.3])))
+    assert no_cases["n_case"].eq(0).all() and no_cases["share_case"].isna().all()
 
 
 def test_share_table_has_one_row_per_image_and_map():
