@@ -44,7 +44,7 @@ browser:
 # once): the workflow tests leave cores idle between jobs, so two at a time fill the machine.
 TEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # Each module's mutants run against that module's unit tests only (bench/mutation.py,
 # scores and the list of equivalent mutants in bench/README.md). MODULES=stats audit ... picks some.
