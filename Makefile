@@ -47,7 +47,7 @@ test: lint browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # Each module's mutants run against that module's unit tests only (bench/mutation.py,
-# scores and the list of equivalent mutants in bench/README.md). MODULES=stats audit ... picks some.
+# scores in bench/README.md, equivalent mutants in bench/mutation_equivalents/). MODULES=stats audit ... picks some.
 MODULES ?=
 mutation: $(STAMP)
 	nice -n 10 $(BIN)/python bench/mutation.py $(MODULES)

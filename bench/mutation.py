@@ -44,7 +44,7 @@ EQUIVALENTS = REPO / "bench" / "mutation_equivalents"
 
 @dataclass(frozen=True)
 class Target:
-    """A module to mutate (path under workflow/scripts) and the unit tests that own it."""
+    """A library module to mutate (``phenoface/<module>.py``) and the unit tests that own it."""
 
     source: str
     tests: tuple[str, ...]
@@ -115,15 +115,12 @@ def stage(name: str, target: Target) -> Path:
     shutil.copy2(REPO / "pytest.ini", folder / "pytest.ini")
     # mutmut copies the library into mutants/; the entry scripts (imported by some tests) and the
     # tests are copied again on every run (also_copy), so a changed test counts at once.
-    scripts = sorted(p.name for p in entry_points() if p.name != target.source)
-    source_paths = ["phenoface/"] + ([target.source] if not target.source.startswith("phenoface/") else [])
     (folder / "setup.cfg").write_text(
         "[mutmut]\n"
-        + "source_paths =\n"
-        + "".join(f"    {path}\n" for path in source_paths)
+        + "source_paths =\n    phenoface/\n"
         + f"only_mutate = {target.source}\n"
         + "also_copy =\n"
-        + "".join(f"    {script}\n" for script in scripts)
+        + "".join(f"    {script.name}\n" for script in entry_points())
         # mutmut's wall limit per mutant is 15 x (the tests' own call time + timeout_constant); the
         # call time leaves out fixture setup (real faces through dlib, a backbone converted), so
         # with the default constant of 1 s a test of 0.0 s behind a 5 s fixture timed out on a
@@ -231,7 +228,11 @@ def mutant_diffs(name: str, mutants: list[str]) -> dict[str, str]:
 
 def signature(diff: str) -> str:
     """Ten hex digits over a diff's changed lines (not its headers or line numbers)."""
-    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("---", "+++"))]
+    changed = [
+        line
+        for line in diff.splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("---", "+++"))
+    ]
     return hashlib.sha256("\n".join(changed).encode("utf-8")).hexdigest()[:10]
 
 
